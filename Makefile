@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with Python >= 3.10 and make:
+#   make demo   train, sample and evaluate a small UDLM on QM9 (CPU is fine)
+#   make test   run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch is pinned first: a looser requirement would fetch a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+RUN    ?= runs/demo
+
+.PHONY: demo test install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[qm9]'
+	touch $@
+
+install: $(VENV)/.installed-demo
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed-demo
+	RUN=$(RUN) DISCDIFF=$(VENV)/bin/discdiff bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) runs

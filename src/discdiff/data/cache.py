@@ -1,0 +1,93 @@
+"""Processed-data cache: a data file plus a JSON manifest, both written atomically.
+
+A cached entry ``<dir>/<name>`` has a manifest ``<dir>/<name>.manifest.json`` holding
+what produced it (source, processing version) and what it must contain (row
+count, columns...). :func:`load_or_build` returns the cached value when the
+manifest matches and the file loads and passes its checks; otherwise (missing,
+unreadable, truncated, garbage) it rebuilds from the source. Sources are only
+read, never written, so a corrupt cache cannot damage them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CACHE_ENV = "DISCDIFF_CACHE"
+
+
+class CacheError(Exception):
+    """A cached file exists but is unreadable or fails its checks."""
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` if given, else ``$DISCDIFF_CACHE``, else ``~/.cache/discdiff``."""
+    root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "discdiff"
+    return Path(root).expanduser()
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".manifest.json")
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of cached ``path``, or None if missing or unreadable."""
+    try:
+        meta = json.loads(manifest_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_manifest(path: Path, meta: Mapping[str, Any]) -> None:
+    with atomic_path(manifest_path(path)) as tmp:
+        tmp.write_text(json.dumps(dict(meta), indent=1, sort_keys=True))
+
+
+def load_or_build(
+    path: Path,
+    key: Mapping[str, Any],
+    build: Callable[[Path], Mapping[str, Any]],
+    load: Callable[[Path, dict], T],
+) -> T:
+    """Load cached ``path`` or (re)build it.
+
+    Args:
+        path: the cached data file.
+        key: manifest entries that must match (e.g. source, version); a mismatch rebuilds.
+        build: writes the data to the given temporary path and returns the facts to
+            check on load (e.g. ``{"rows": 130831}``); they join ``key`` in the manifest.
+        load: reads ``path`` given the manifest, raising :class:`CacheError` (or any
+            read error) when the file does not match it.
+    """
+    meta = read_manifest(path)
+    if meta is not None and path.is_file() and all(meta.get(k) == v for k, v in key.items()):
+        try:
+            return load(path, meta)
+        except Exception as err:  # any failure to read a cache means "rebuild"
+            log.warning("cache %s is corrupt (%s: %s); rebuilding", path, type(err).__name__, err)
+    with atomic_path(path) as tmp:
+        facts = build(tmp)
+    meta = {**key, **facts}
+    write_manifest(path, meta)
+    return load(path, meta)

@@ -1,0 +1,294 @@
+"""QM9 sample evaluation: validity, uniqueness, novelty and property statistics.
+
+Definitions (all counts are over the ``num_samples`` generated strings and
+every ``*_frac`` is that count divided by ``num_samples``; NaN if there are
+no samples):
+
+* ``valid``: samples that RDKit parses into a non-empty molecule
+  (:func:`discdiff.chem.mol_from_smiles`); duplicates are counted each time;
+* ``unique``: distinct canonical SMILES among the valid samples;
+* ``novel``: distinct canonical SMILES among the valid samples that are not
+  in the training set (``train_smiles`` must hold canonical SMILES). As in
+  Schiff et al. (2024), novel molecules are therefore also unique.
+
+Property statistics (``{prop}_{group}_{stat}`` with ``stat`` one of ``mean``,
+``median``, ``q25``, ``q75``; percentiles use linear interpolation) are NaN
+for an empty group:
+
+* ``valid`` group: every valid sample, duplicates included (the sampled
+  distribution);
+* ``novel`` group: one molecule per novel canonical SMILES;
+* the dataset reference row (:func:`data_reference_row`) uses the ``valid``
+  group over the dataset's molecules.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import Draw
+
+from discdiff.chem import PROPERTIES, mol_from_smiles
+
+STATS = ("mean", "median", "q25", "q75")
+DEFAULT_PROPERTIES = ("qed", "ring_count")
+
+
+def _frac(count: int, total: int) -> float:
+    return count / total if total else math.nan
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    """Mean, median and 25th/75th percentiles of ``values`` (NaN when empty)."""
+    if not values:
+        return dict.fromkeys(STATS, math.nan)
+    arr = np.asarray(values, dtype=float)
+    q25, median, q75 = np.percentile(arr, [25, 50, 75])
+    return {"mean": float(arr.mean()), "median": float(median),
+            "q25": float(q25), "q75": float(q75)}
+
+
+def _property_values(mols: Iterable[Chem.Mol], properties: Iterable[str]
+                     ) -> dict[str, list[float]]:
+    mols = list(mols)
+    return {prop: [PROPERTIES[prop](m) for m in mols] for prop in properties}
+
+
+def _group_stats(values: dict[str, list[float]], group: str) -> dict[str, float]:
+    """``{prop}_{group}_{stat}`` statistics for each property's values."""
+    return {f"{prop}_{group}_{k}": v
+            for prop, vals in values.items() for k, v in _stats(vals).items()}
+
+
+def _check_properties(properties: Iterable[str]) -> tuple[str, ...]:
+    properties = tuple(properties)
+    unknown = [p for p in properties if p not in PROPERTIES]
+    if unknown:
+        raise ValueError(f"unknown properties {unknown}; known: {sorted(PROPERTIES)}")
+    return properties
+
+
+def split_samples(samples: list[str], train_smiles: set[str]
+                  ) -> tuple[list[Chem.Mol], dict[str, Chem.Mol], dict[str, Chem.Mol]]:
+    """Valid Mols (one per valid sample), and unique / novel Mols keyed by canonical SMILES."""
+    valid, unique = [], {}
+    for smiles in samples:
+        mol = mol_from_smiles(smiles)
+        if mol is not None:
+            valid.append(mol)
+            unique.setdefault(Chem.MolToSmiles(mol), mol)
+    novel = {s: m for s, m in unique.items() if s not in train_smiles}
+    return valid, unique, novel
+
+
+def _samples_row(num_samples: int, valid: list[Chem.Mol], unique: dict, novel: dict,
+                 properties: tuple[str, ...]) -> dict:
+    n = num_samples
+    row = {"num_samples": n, "valid": len(valid), "unique": len(unique), "novel": len(novel),
+           "valid_frac": _frac(len(valid), n), "unique_frac": _frac(len(unique), n),
+           "novel_frac": _frac(len(novel), n)}
+    row.update(_group_stats(_property_values(valid, properties), "valid"))
+    row.update(_group_stats(_property_values(novel.values(), properties), "novel"))
+    return row
+
+
+def qm9_metrics(samples: list[str], train_smiles: set[str],
+                properties: Iterable[str] = DEFAULT_PROPERTIES) -> dict:
+    """Validity, uniqueness, novelty and property statistics of ``samples``.
+
+    See the module docstring for the exact definitions. Keys: ``num_samples``,
+    ``valid``, ``unique``, ``novel``, their ``*_frac`` and
+    ``{prop}_{valid|novel}_{mean|median|q25|q75}`` for each property.
+    """
+    properties = _check_properties(properties)
+    return _samples_row(len(samples), *split_samples(samples, train_smiles), properties)
+
+
+def _data_row(num_smiles: int, num_valid: int, values: dict[str, list[float]]) -> dict:
+    return {"num_samples": num_smiles, "valid": num_valid, **_group_stats(values, "valid")}
+
+
+def data_reference_row(smiles: list[str],
+                       properties: Iterable[str] = DEFAULT_PROPERTIES) -> dict:
+    """Property statistics of a dataset (the paper's "data" reference row).
+
+    Keys: ``num_samples`` (dataset size), ``valid`` and
+    ``{prop}_valid_{mean|median|q25|q75}`` over the dataset's valid molecules,
+    so the row lines up with :func:`qm9_metrics` rows in one table.
+    """
+    properties = _check_properties(properties)
+    mols = [m for m in map(mol_from_smiles, smiles) if m is not None]
+    return _data_row(len(smiles), len(mols), _property_values(mols, properties))
+
+
+@contextmanager
+def _atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a fresh temporary path next to ``path``; move it onto ``path`` on success.
+
+    The temporary name is unique (``mkstemp``), so no other file is ever
+    overwritten, and a failed write leaves ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports should be world-readable
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_safe(value):
+    """NaN/inf become ``null`` so the JSON output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_metrics(rows: list[dict] | dict, out_dir: str | os.PathLike,
+                  stem: str) -> tuple[Path, Path]:
+    """Write ``rows`` to ``out_dir/stem.csv`` and ``out_dir/stem.json`` atomically.
+
+    The CSV has one line per row; its columns are the union of the rows' keys
+    in first-seen order, missing cells are empty and NaN is written as
+    ``nan``. The JSON mirrors the input (an object for a dict, a list for a
+    list) with NaN written as ``null``. Only these two files are replaced.
+    """
+    as_list = [rows] if isinstance(rows, dict) else list(rows)
+    columns = list(dict.fromkeys(k for row in as_list for k in row))
+    out_dir = Path(out_dir)
+    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    with _atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(as_list)
+    safe = [{k: _json_safe(v) for k, v in row.items()} for row in as_list]
+    with _atomic_path(json_path) as tmp, open(tmp, "w") as f:
+        json.dump(safe[0] if isinstance(rows, dict) else safe, f, indent=2)
+        f.write("\n")
+    return csv_path, json_path
+
+
+def _legend(prop: str, mol: Chem.Mol) -> str:
+    value = PROPERTIES[prop](mol)
+    return f"{prop} {value:.3f}" if isinstance(value, float) else f"{prop} {value}"
+
+
+def draw_molecule_grid(smiles: list[str], path: str | os.PathLike, n: int = 24,
+                       per_row: int = 6, legends: str | None = "qed",
+                       sub_img_size: tuple[int, int] = (200, 200)) -> Path:
+    """Draw the first ``n`` valid molecules of ``smiles`` as a PNG grid.
+
+    ``legends`` names a property from :data:`discdiff.chem.PROPERTIES` shown
+    under each molecule (``None`` for no legends). The image is
+    ``per_row * width`` wide and ``ceil(k / per_row) * height`` tall for the
+    ``k <= n`` molecules drawn. Raises ``ValueError`` if none is valid.
+    """
+    mols = [m for m in map(mol_from_smiles, smiles) if m is not None][:n]
+    if not mols:
+        raise ValueError("draw_molecule_grid: no valid molecules to draw")
+    labels = None
+    if legends is not None:
+        _check_properties([legends])
+        labels = [_legend(legends, m) for m in mols]
+    image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=sub_img_size,
+                                 legends=labels)
+    with _atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def _bins(values: np.ndarray, count: int = 30) -> np.ndarray:
+    """Unit-width bins centred on integers for integer data, else ``count`` equal bins
+    over the data range (widened by 0.5 each side when all values are equal)."""
+    if np.all(values == np.round(values)):
+        return np.arange(values.min() - 0.5, values.max() + 1.5)
+    lo, hi = values.min(), values.max()
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, count + 1)
+
+
+def plot_property_histogram(samples_props: list[float], data_props: list[float],
+                            path: str | os.PathLike, prop: str = "qed") -> Path:
+    """PNG histogram (densities on shared bins) of ``prop`` for novel samples vs the dataset."""
+    from matplotlib.figure import Figure  # object API: no pyplot state, Agg rendering
+
+    samples_arr = np.asarray(samples_props, dtype=float)
+    data_arr = np.asarray(data_props, dtype=float)
+    both = np.concatenate([samples_arr, data_arr])
+    if both.size == 0:
+        raise ValueError("plot_property_histogram: no values to plot")
+    bins = _bins(both)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
+    ax.hist(data_arr, bins=bins, density=bool(data_arr.size), alpha=0.5,
+            label=f"data (n={data_arr.size})")
+    ax.hist(samples_arr, bins=bins, density=bool(samples_arr.size), alpha=0.5,
+            label=f"novel samples (n={samples_arr.size})")
+    ax.set_xlabel(prop)
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    with _atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def load_samples(path: str | os.PathLike) -> list[str]:
+    """Read the ``samples`` list of strings from a sampler's JSON file.
+
+    Raises a one-line ``ValueError`` naming the file if it is missing, is not
+    JSON, or lacks a ``samples`` list of strings.
+    """
+    expected = "expected a JSON object with a 'samples' list of strings"
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found; {expected}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {expected}") from None
+    samples = payload.get("samples") if isinstance(payload, dict) else None
+    if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+        raise ValueError(f"{path}: {expected}")
+    return samples
+
+
+def evaluate_qm9_samples(samples_path: str | os.PathLike, train_smiles: set[str],
+                         out_dir: str | os.PathLike, grid: bool = True) -> dict:
+    """Evaluate a samples file against the QM9 training set and write reports.
+
+    Writes into ``out_dir``: ``qm9_metrics.csv`` / ``qm9_metrics.json`` (two
+    rows, ``row`` = ``"samples"`` (:func:`qm9_metrics`) and ``"data"``
+    (:func:`data_reference_row` over ``train_smiles``)), ``qed_hist.png``
+    (QED of novel samples vs the training set) and, when ``grid`` is true and
+    some sample is valid, ``molecules.png``. Returns the samples' metrics.
+    """
+    samples = load_samples(samples_path)
+    train_smiles = set(train_smiles)
+    out_dir = Path(out_dir)
+    split = split_samples(samples, train_smiles)
+    metrics = _samples_row(len(samples), *split, DEFAULT_PROPERTIES)
+    train_mols = [m for m in map(mol_from_smiles, train_smiles) if m is not None]
+    train_values = _property_values(train_mols, DEFAULT_PROPERTIES)
+    data_row = _data_row(len(train_smiles), len(train_mols), train_values)
+    write_metrics([{"row": "samples", **metrics}, {"row": "data", **data_row}],
+                  out_dir, "qm9_metrics")
+    novel_qed = _property_values(split[2].values(), ["qed"])["qed"]
+    plot_property_histogram(novel_qed, train_values["qed"], out_dir / "qed_hist.png")
+    if grid and metrics["valid"]:
+        draw_molecule_grid(samples, out_dir / "molecules.png")
+    return metrics

@@ -1,0 +1,48 @@
+"""Build a language model from a resolved configuration: the one place that reads the
+model-family knobs (parameterization, diffusion, T, noise) and picks classes accordingly."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
+from .models import build_backbone
+from .schedules import get_schedule
+
+NUM_CLASSES = 2  # labels are binary: above / below the property's percentile
+
+
+def _backbone(cfg: DictConfig, vocab_size: int, causal: bool):
+    m = cfg.model
+    dims = {k: m[k] for k in ("n_blocks", "hidden_size", "n_heads", "cond_dim") if m.get(k) is not None}
+    size = m.name if not dims else {**_size_dims(m.name), **dims}
+    num_classes = NUM_CLASSES if cfg.data.label_col is not None else None
+    return build_backbone(size, vocab_size, cfg.data.length, causal=causal, num_classes=num_classes,
+                          time_conditioning=bool(cfg.time_conditioning), dropout=m.dropout)
+
+
+def _size_dims(name: str) -> dict:
+    from .models import MODEL_SIZES
+
+    if name not in MODEL_SIZES:
+        raise ValueError(f"unknown model size '{name}'; allowed: {', '.join(MODEL_SIZES)}")
+    return dict(MODEL_SIZES[name])
+
+
+def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_id: int, **_ids) -> LanguageModel:
+    """AR for parameterization=ar, otherwise a diffusion model over the configured process."""
+    t = cfg.training
+    common = {"loss_on_pad": bool(t.loss_on_pad),
+              "num_classes": NUM_CLASSES if cfg.data.label_col is not None else None}
+    if cfg.parameterization == "ar":
+        return AutoregressiveLM(_backbone(cfg, vocab_size, causal=True), cfg.data.length, bos_id, **common)
+    subs = cfg.parameterization == "subs"
+    process = build_process(cfg.diffusion, vocab_size, mask_id, carry_over=subs,
+                            subs_masking=subs or bool(cfg.subs_masking))
+    noise = OmegaConf.to_container(cfg.noise)
+    schedule = get_schedule(noise.pop("name"), **noise)
+    return DiffusionLM(_backbone(cfg, vocab_size, causal=False), process, schedule, cfg.data.length,
+                       T=cfg.T, time_conditioning=bool(cfg.time_conditioning),
+                       antithetic_sampling=bool(t.antithetic_sampling), sampling_eps=t.sampling_eps,
+                       zero_recon_loss=bool(cfg.zero_recon_loss), use_simple_ce_loss=bool(t.use_simple_ce_loss),
+                       **common)

@@ -1,0 +1,13 @@
+"""Neural backbones."""
+
+from .dit import (
+    DiT,
+    KVCache,
+    MODEL_SIZES,
+    build_backbone,
+    count_parameters,
+    flops_per_token,
+)
+
+__all__ = ["DiT", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
+           "flops_per_token"]

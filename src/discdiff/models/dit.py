@@ -1,0 +1,242 @@
+"""Diffusion Transformer (DiT) backbone shared by the AR, MDLM and UDLM models.
+
+The network maps tokens ``x`` (B, L), a noise level ``sigma`` (B,) and an
+optional class label ``cond`` (B,) to logits (B, L, V):
+
+    h0 = token_embedding(x)                          (B, L, D)
+    c  = TimeMLP(sinusoid(sigma)) + label_emb(cond)  (B, C)
+    h  = blocks(h0, c)   # adaLN-zero transformer blocks, rotary attention
+    logits = head(h, c)  # adaLN (shift/scale) + Linear(D -> V)
+
+Class labels use ``nn.Embedding(num_classes + 1, C)``; index ``num_classes``
+is the null class used by classifier-free guidance (``cond=None`` also means
+null). With ``time_conditioning=False`` sigma is replaced by zeros.
+
+Guidance hooks:
+  * ``model.embed(x)`` returns the (B, L, D) embeddings that ``inputs_embeds``
+    accepts; a relaxed one-hot (B, L, V) feeds in as
+    ``onehot @ model.token_embedding.weight``.
+  * ``logits, hidden = model(x, sigma, cond, return_hidden=True)`` then
+    ``model.head(hidden + delta, sigma, cond)`` recomputes logits of perturbed
+    last hidden states.
+  * causal models decode incrementally with ``model.new_kv_cache(...)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import DiTBlock, FinalLayer, Rotary, TimestepEmbedding
+
+#: Named backbone sizes; ``micro`` is sized for CPU demos and tests.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "micro": dict(n_blocks=4, hidden_size=128, n_heads=4, cond_dim=64),
+    "tiny": dict(n_blocks=8, hidden_size=512, n_heads=8, cond_dim=128),
+    "small": dict(n_blocks=12, hidden_size=768, n_heads=12, cond_dim=128),
+    "medium": dict(n_blocks=24, hidden_size=1024, n_heads=16, cond_dim=128),
+}
+
+
+class KVCache:
+    """Per-layer key/value buffers for incremental causal decoding.
+
+    keys[i], values[i]: (B, H, max_length, Dh). ``length`` is the number of
+    positions already stored; rotary positions of new tokens start there.
+    Meant for decoding under ``torch.no_grad`` (the buffers are written in place).
+    """
+
+    def __init__(self, n_layers, batch_size, n_heads, head_dim, max_length, device, dtype):
+        shape = (batch_size, n_heads, max_length, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.batch_size, self.max_length, self.length = batch_size, max_length, 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, H, n, Dh) after the cached prefix; return keys/values
+        (B, H, length + n, Dh) of the whole prefix including them."""
+        end = self.length + k.shape[2]
+        if end > self.max_length:
+            raise ValueError(f"KV cache overflow: {end} positions > max_length {self.max_length}")
+        if k.shape[0] != self.batch_size:
+            raise ValueError(f"KV cache batch {self.batch_size} != input batch {k.shape[0]}")
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Mark n more positions as stored (called once per forward pass)."""
+        self.length += n
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class DiT(nn.Module):
+    """Transformer over token sequences conditioned on (sigma, class label).
+
+    Args:
+        vocab_size: V, size of the token vocabulary (including mask token, if any).
+        length: nominal sequence length L (default KV-cache size; rotary
+            positions are computed on the fly, so other lengths also work).
+        hidden_size, n_blocks, n_heads: D, number of blocks, attention heads.
+        cond_dim: C, size of the conditioning vector fed to adaLN.
+        dropout: residual dropout after attention and MLP.
+        causal: causal self-attention (autoregressive model).
+        num_classes: number of class labels, or None for an unconditional model.
+        time_conditioning: if False, sigma is ignored (replaced by zeros).
+    """
+
+    def __init__(self, vocab_size, length, hidden_size, n_blocks, n_heads, cond_dim=128,
+                 dropout=0.1, causal=False, num_classes=None, time_conditioning=True):
+        super().__init__()
+        self.vocab_size, self.length, self.hidden_size = vocab_size, length, hidden_size
+        self.n_blocks, self.n_heads, self.cond_dim = n_blocks, n_heads, cond_dim
+        self.causal, self.num_classes = causal, num_classes
+        self.time_conditioning = time_conditioning
+        self.token_embedding = nn.Embedding(vocab_size, hidden_size)
+        self.time_embedding = TimestepEmbedding(cond_dim)
+        self.label_embedding = (
+            nn.Embedding(num_classes + 1, cond_dim) if num_classes is not None else None
+        )
+        self.rotary = Rotary(hidden_size // n_heads)
+        self.blocks = nn.ModuleList(
+            DiTBlock(hidden_size, n_heads, cond_dim, dropout, causal) for _ in range(n_blocks)
+        )
+        self.final = FinalLayer(hidden_size, vocab_size, cond_dim)
+        self._init_embeddings()
+
+    def _init_embeddings(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        for layer in self.time_embedding.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        if self.label_embedding is not None:
+            nn.init.normal_(self.label_embedding.weight, std=0.02)
+
+    @property
+    def null_class(self) -> int | None:
+        """Label index of the null (unconditional) class, or None without labels."""
+        return self.num_classes
+
+    # ----------------------------------------------------------------- pieces
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, L) -> embeddings (B, L, D), the input ``inputs_embeds`` takes."""
+        return self.token_embedding(x)
+
+    def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
+        """Conditioning vector c (B, C) = time embedding (+ label embedding).
+
+        sigma: (B,) float, a scalar, or None (zeros); ignored when time_conditioning
+            is False.
+        cond: (B,) class ids, value ``num_classes`` (or None) meaning null.
+        """
+        c = self.time_embedding(self._sigma(sigma, batch_size, device))
+        if self.label_embedding is None:
+            if cond is not None:
+                raise ValueError("cond given to a DiT built without num_classes")
+            return c
+        if cond is None:
+            cond = torch.full((batch_size,), self.num_classes, device=device, dtype=torch.long)
+        return c + self.label_embedding(cond)
+
+    def _sigma(self, sigma, batch_size: int, device) -> torch.Tensor:
+        """sigma as a (B,) float tensor: zeros when None or time conditioning is off;
+        a scalar is broadcast to the batch."""
+        if sigma is None or not self.time_conditioning:
+            return torch.zeros(batch_size, device=device)
+        sigma = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1)
+        return sigma.expand(batch_size) if sigma.numel() == 1 else sigma
+
+    def output_logits(self, hidden: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (B, L, D) and conditioning (B, C) -> logits (B, L, V)."""
+        return self.final(hidden, c)
+
+    def head(self, hidden: torch.Tensor, sigma=None, cond=None) -> torch.Tensor:
+        """Logits (B, L, V) of (possibly perturbed) last hidden states (B, L, D)."""
+        c = self.conditioning(sigma, cond, hidden.shape[0], hidden.device)
+        return self.output_logits(hidden, c)
+
+    def new_kv_cache(self, batch_size: int, max_length: int | None = None, device=None,
+                     dtype=None) -> KVCache:
+        """Empty KV cache for incremental decoding (causal models only)."""
+        if not self.causal:
+            raise ValueError("KV caching needs a causal DiT")
+        p = self.token_embedding.weight
+        return KVCache(self.n_blocks, batch_size, self.n_heads, self.hidden_size // self.n_heads,
+                       max_length or self.length, device or p.device, dtype or p.dtype)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x=None, sigma=None, cond=None, *, inputs_embeds=None,
+                return_hidden=False, kv_cache: KVCache | None = None):
+        """Logits (B, L, V) in the compute dtype.
+
+        x: (B, L) token ids, or ``inputs_embeds`` (B, L, D) instead.
+        sigma: (B,) noise level or None; cond: (B,) class ids or None.
+        return_hidden: also return the last hidden state (B, L, D) before the head.
+        kv_cache: causal decoding; x holds only the n new positions, which are
+            appended to the cache, and logits for them alone are returned.
+        """
+        h = self._input(x, inputs_embeds)
+        B, L, _ = h.shape
+        c = self.conditioning(sigma, cond, B, h.device)
+        start = 0
+        if kv_cache is not None:
+            if not self.causal:
+                raise ValueError("kv_cache needs a causal DiT")
+            start = kv_cache.length
+        cos, sin = self.rotary.cos_sin(start, L, h.device)
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, cos, sin, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.advance(L)
+        logits = self.output_logits(h, c)
+        return (logits, h) if return_hidden else logits
+
+    def _input(self, x, inputs_embeds) -> torch.Tensor:
+        if (x is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of x and inputs_embeds")
+        return self.embed(x) if inputs_embeds is None else inputs_embeds
+
+
+# -------------------------------------------------------------------- helpers
+def build_backbone(size_or_dict, vocab_size: int, length: int, *, causal: bool = False,
+                   num_classes: int | None = None, time_conditioning: bool = True,
+                   dropout: float = 0.1) -> DiT:
+    """DiT from a named size in MODEL_SIZES or a dict with n_blocks, hidden_size,
+    n_heads and optionally cond_dim."""
+    if isinstance(size_or_dict, str):
+        if size_or_dict not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {size_or_dict!r}; "
+                             f"allowed: {', '.join(MODEL_SIZES)}")
+        spec = MODEL_SIZES[size_or_dict]
+    else:
+        spec = dict(size_or_dict)
+        allowed = {"n_blocks", "hidden_size", "n_heads", "cond_dim"}
+        unknown = set(spec) - allowed
+        missing = {"n_blocks", "hidden_size", "n_heads"} - set(spec)
+        if unknown or missing:
+            raise ValueError(f"bad model spec: unknown keys {sorted(unknown)}, missing "
+                             f"{sorted(missing)}; keys: {', '.join(sorted(allowed))}")
+    return DiT(vocab_size, length, dropout=dropout, causal=causal, num_classes=num_classes,
+               time_conditioning=time_conditioning, **spec)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def flops_per_token(model: DiT, length: int, training: bool = True) -> int:
+    """Approximate FLOPs per token, for MFU.
+
+    Training (forward + backward): ``6 * N + 12 * n_blocks * hidden * length``,
+    where N counts the parameters that take part in matmuls (all parameters
+    minus the token-embedding lookup table) and the second term is attention
+    scores and weighted values (PaLM appendix B convention; causal masking is
+    not discounted). Inference (forward only) is one third of that.
+    """
+    n = count_parameters(model, trainable_only=False) - model.token_embedding.weight.numel()
+    total = 6 * n + 12 * model.n_blocks * model.hidden_size * length
+    return total if training else total // 3

@@ -1,0 +1,99 @@
+"""Absorbing-state (masking) process: MDLM (Sahoo et al. 2024), D3PM-absorb.
+
+Forward: each token stays itself with probability alpha_t and becomes the mask token m otherwise,
+q(x_t | x0) = Cat(alpha_t x0 + (1 - alpha_t) e_m). The prior at t = 1 is all masks (exact when
+alpha_1 = 0). By default the denoiser uses the SUBS parameterisation: the prediction never puts
+mass on m, and tokens already unmasked are carried over unchanged. `carry_over=False` gives the
+plain D3PM parameterisation (for discrete-time training), where `subs_masking` still decides
+whether the mask gets zero probability.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, sample_categorical
+
+
+class AbsorbingProcess(DiscreteProcess):
+    """Masking process over a vocabulary of `vocab_size` ids of which `mask_index` is the mask."""
+
+    def __init__(self, vocab_size: int, mask_index: int, *, carry_over: bool = True, subs_masking: bool = True):
+        if not 0 <= mask_index < vocab_size:
+            raise ValueError(f"mask_index must be in [0, {vocab_size}), got {mask_index}")
+        self.vocab_size, self.mask_index = vocab_size, mask_index
+        self.carry_over, self.subs_masking = carry_over, subs_masking or carry_over
+
+    def __repr__(self) -> str:
+        return (f"AbsorbingProcess(vocab_size={self.vocab_size}, mask_index={self.mask_index}, "
+                f"carry_over={self.carry_over}, subs_masking={self.subs_masking})")
+
+    def sample_xt(self, x0, alpha, generator=None):
+        keep = bernoulli(as_alpha(alpha, x0).squeeze(-1).expand(x0.shape).float(), generator)
+        return torch.where(keep, x0, self.mask_index)
+
+    def sample_prior(self, shape, device=None, generator=None):
+        return torch.full(shape, self.mask_index, dtype=torch.long, device=device)
+
+    def posterior(self, x0, xt, alpha_s, alpha_t):
+        """q(x_s | x_t, x) for a masked x_t (paper Eq. 3 of MDLM, D3PM convention for x).
+
+        x_t = m:  q(x_s = v) = (alpha_s - alpha_t) x(v) / Z for v != m,
+                  q(x_s = m) = (1 - alpha_s + alpha_s x(m)) / Z,  Z = 1 - alpha_t + alpha_t x(m).
+        x_t = v != m: x_s = v with probability 1.
+        """
+        alpha_s, alpha_t = as_alpha(alpha_s, xt), as_alpha(alpha_t, xt)
+        x = as_probs(x0, self.vocab_size, torch.result_type(alpha_s, torch.ones((), dtype=torch.float32)))
+        x_mask = x[..., self.mask_index : self.mask_index + 1]
+        probs = (alpha_s - alpha_t) * x
+        probs[..., self.mask_index : self.mask_index + 1] = 1 - alpha_s + alpha_s * x_mask
+        probs = probs / (1 - alpha_t + alpha_t * x_mask)
+        unmasked = (xt != self.mask_index)[..., None]
+        return torch.where(unmasked, F.one_hot(xt, self.vocab_size).to(probs.dtype), probs)
+
+    def predict_x0(self, logits, xt):
+        """SUBS: log-softmax with the mask excluded; unmasked positions carried over as one-hot."""
+        logits = logits.float()
+        if self.subs_masking:
+            logits = logits.clone()
+            logits[..., self.mask_index] = float("-inf")
+        log_probs = logits.log_softmax(dim=-1)
+        if not self.carry_over:
+            return log_probs
+        unmasked = (xt != self.mask_index)[..., None]
+        carried = torch.full_like(log_probs, float("-inf")).scatter_(-1, xt[..., None], 0.0)
+        return torch.where(unmasked, carried, log_probs)
+
+    def nelbo_integrand(self, log_x_theta, x0, xt, alpha, dalpha):
+        """MDLM continuous-time NELBO (Sahoo et al. Eq. 10), valid for any schedule:
+        integrand_l = [x_t^l = m] * (-alpha'_t / (1 - alpha_t)) * (-log x_theta^l(x0^l)).
+        It assumes carry-over (SUBS); without it only the discrete-time NELBO applies.
+        """
+        alpha, dalpha = as_alpha(alpha, xt).squeeze(-1), as_alpha(dalpha, xt).squeeze(-1)
+        masked = xt == self.mask_index
+        nll = -log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
+        weight = -dalpha / (1 - alpha).clamp_min(1e-12)
+        return torch.where(masked, weight * nll, torch.zeros_like(nll))
+
+    def prior_kl(self, x0, alpha_1):
+        """KL(q(x_1 | x0) || all-mask) per position.
+
+        Exactly 0 when alpha_1 = 0. For alpha_1 > 0 (e.g. log-linear with eps) the true KL is
+        infinite because the prior never emits a clean token; like MDLM we neglect it: the part
+        of the bound it stands for, alpha in [0, alpha_1], contributes at most about
+        alpha_1 * log(V) nats per token.
+        """
+        return torch.zeros(x0.shape, device=x0.device)
+
+    def reverse_step(self, log_x_theta, xt, alpha_s, alpha_t, generator=None):
+        """Each masked token draws u ~ x_theta and takes it with probability
+        (alpha_s - alpha_t) / (1 - alpha_t + alpha_t x(m)); that reproduces the posterior above
+        (a drawn u = m simply stays masked). Under SUBS x(m) = 0."""
+        alpha_s, alpha_t = as_alpha(alpha_s, xt).squeeze(-1), as_alpha(alpha_t, xt).squeeze(-1)
+        x_mask = log_x_theta[..., self.mask_index].exp()
+        reveal_prob = (alpha_s - alpha_t) / (1 - alpha_t + alpha_t * x_mask).clamp_min(1e-12)
+        reveal = (xt == self.mask_index) & bernoulli(reveal_prob.expand(xt.shape), generator)
+        xs = xt.clone()
+        xs[reveal] = sample_categorical(log_x_theta[reveal], generator)
+        return xs

@@ -1,0 +1,101 @@
+"""The interface every forward noising process implements.
+
+A process owns the math of one corruption kernel q(x_t | x0) = Cat(alpha_t x0 + (1 - alpha_t) pi):
+sampling x_t, the prior at t = 1, the posterior q(x_s | x_t, x0) used by the reverse process, the
+parameterisation of the denoiser's prediction, and the continuous-time NELBO integrand. Code
+outside the process classes never branches on which process it holds.
+
+Shapes: token ids are LongTensor (B, L); probabilities and logits are (B, L, V) with V the full
+vocabulary (the absorbing process's mask token included); alpha tensors broadcast as (B, 1, 1) or
+(B, L, 1) (any shape that broadcasts against (B, L, 1) works, including (B,) and (B, 1)).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+def as_alpha(alpha: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """Return alpha as a tensor that broadcasts against (B, L, 1), on the device of `like`."""
+    alpha = torch.as_tensor(alpha, device=like.device)
+    if alpha.dim() == 1:  # (B,) per-sequence times
+        alpha = alpha[:, None, None]
+    elif alpha.dim() == 2:  # (B, 1) or (B, L)
+        alpha = alpha[..., None]
+    return alpha
+
+
+def as_probs(x0: torch.Tensor, vocab_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """Token ids (B, L) become one-hot (B, L, V); probabilities (B, L, V) pass through."""
+    if x0.dtype in (torch.int64, torch.int32):
+        return torch.nn.functional.one_hot(x0, vocab_size).to(dtype)
+    return x0.to(dtype)
+
+
+def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gumbel-max sample from unnormalised log-probabilities (..., V) -> ids (...).
+
+    The noise is drawn in float32, or float64 for float64 input: low-precision Gumbel noise
+    truncates the tails and lowers sample diversity."""
+    dtype = torch.promote_types(log_probs.dtype, torch.float32)  # float64 stays float64
+    uniform = torch.rand(log_probs.shape, device=log_probs.device, dtype=dtype, generator=generator)
+    exponential = -torch.log(uniform.clamp_min(1e-30))  # > 0
+    return (log_probs.to(dtype) - torch.log(exponential.clamp_min(1e-30))).argmax(dim=-1)
+
+
+def bernoulli(prob: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Boolean tensor, True with the given elementwise probability."""
+    return torch.rand(prob.shape, device=prob.device, dtype=prob.dtype, generator=generator) < prob
+
+
+class DiscreteProcess(ABC):
+    """A forward process on sequences of tokens from a vocabulary of size V."""
+
+    vocab_size: int
+
+    @abstractmethod
+    def sample_xt(self, x0: torch.Tensor, alpha, generator=None) -> torch.Tensor:
+        """Draw x_t ~ q(x_t | x0) per position. x0 (B, L) ids -> (B, L) ids."""
+
+    @abstractmethod
+    def sample_prior(self, shape, device=None, generator=None) -> torch.Tensor:
+        """Draw x_1 from the prior pi (B, L)."""
+
+    @abstractmethod
+    def posterior(self, x0, xt, alpha_s, alpha_t) -> torch.Tensor:
+        """q(x_s | x_t, x0) as probabilities (B, L, V), s < t.
+
+        x0 is ids (B, L) or probabilities (B, L, V). With probabilities x the prediction enters
+        q(x_s | x0) linearly (D3PM): q(x_s | x_t, x) is proportional to
+        q(x_t | x_s) * sum_v x(v) q(x_s | x0 = v).
+        """
+
+    @abstractmethod
+    def predict_x0(self, logits: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        """Turn network logits (B, L, V) into log-probabilities of x0 (the parameterisation)."""
+
+    @abstractmethod
+    def nelbo_integrand(self, log_x_theta, x0, xt, alpha, dalpha) -> torch.Tensor:
+        """Continuous-time NELBO integrand per position (B, L) for one x_t.
+
+        The diffusion part of the NELBO is the integral over t in [0, 1] of
+        E_{x_t ~ q(x_t | x0)}[sum_l integrand].
+        """
+
+    @abstractmethod
+    def prior_kl(self, x0: torch.Tensor, alpha_1) -> torch.Tensor:
+        """KL(q(x_1 | x0) || pi) per position (B, L)."""
+
+    @abstractmethod
+    def reverse_step(self, log_x_theta, xt, alpha_s, alpha_t, generator=None) -> torch.Tensor:
+        """Draw x_s ~ q(x_s | x_t, x_theta) without materialising the (B, L, V) posterior.
+
+        Exactly equivalent in distribution to sampling `posterior(exp(log_x_theta), ...)`, but
+        only the positions that change read a full row of the prediction.
+        """
+
+    def log_posterior(self, log_x_theta, xt, alpha_s, alpha_t) -> torch.Tensor:
+        """log q(x_s | x_t, x_theta) (B, L, V) for a predicted distribution over x0."""
+        return torch.log(self.posterior(log_x_theta.exp(), xt, alpha_s, alpha_t))

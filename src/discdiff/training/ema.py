@@ -1,0 +1,58 @@
+"""Exponential moving average of the weights: theta_ema <- d theta_ema + (1 - d) theta."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """Shadow copies of a module's floating-point parameters, updated after each optimizer step."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = [p.detach().clone().float() for p in self._params(module)]
+
+    @staticmethod
+    def _params(module: nn.Module):
+        return [p for p in module.parameters() if p.dtype.is_floating_point]
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        params = self._params(module)
+        if self.shadow[0].device != params[0].device:
+            self.shadow = [s.to(params[0].device) for s in self.shadow]
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in params], 1 - self.decay)
+
+    @torch.no_grad()
+    def swap(self, module: nn.Module) -> None:
+        """Exchange the live weights and the EMA weights (calling it twice restores both)."""
+        for p, s in zip(self._params(module), self.shadow):
+            live = p.detach().clone()
+            p.copy_(s.to(p.device, p.dtype))
+            s.copy_(live.to(s.device, s.dtype))
+
+    @contextmanager
+    def applied(self, module: nn.Module):
+        """Temporarily load the EMA weights into `module` (for validation, sampling, export)."""
+        self.swap(module)
+        try:
+            yield module
+        finally:
+            self.swap(module)
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        for p, s in zip(self._params(module), self.shadow):
+            p.copy_(s.to(p.device, p.dtype))
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["shadow"]) != len(self.shadow):
+            raise ValueError(f"EMA state has {len(state['shadow'])} tensors, the model {len(self.shadow)}")
+        device = self.shadow[0].device
+        self.decay, self.shadow = state["decay"], [s.to(device) for s in state["shadow"]]

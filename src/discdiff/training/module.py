@@ -1,0 +1,117 @@
+"""The Lightning module: one language model, its EMA, optimizer and validation metrics.
+
+Every training micro-batch reseeds the global RNG from (seed, micro-batch index, rank), so the
+noise levels, corrupted tokens, label dropout and dropout masks of a resumed run are exactly
+those of a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..factory import build_language_model
+from .ema import EMA
+from .lr import lr_lambda
+
+
+class LitLanguageModel(L.LightningModule):
+    def __init__(self, config: dict, vocab: dict):
+        """config: the resolved run configuration as a plain dict; vocab: vocab_size and the
+        special token ids of the tokenizer (so a checkpoint rebuilds the network by itself)."""
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: DictConfig = OmegaConf.create(config)
+        self.lm = build_language_model(self.cfg, **vocab)
+        self.ema = EMA(self.lm, self.cfg.training.ema) if self.cfg.training.ema > 0 else None
+        self.micro_step = 0  # training micro-batches seen (all epochs)
+        self.epoch_batches = 0  # micro-batches seen in the current epoch
+        self.resume_skip = 0
+        self._val_sums = None
+
+    # ----- conditioning -------------------------------------------------------------------------
+    def condition(self, batch, training: bool):
+        """Class labels (B,) for a conditional model, with label dropout to the null class
+        during training (D-CFG); None for an unconditional model."""
+        if self.cfg.data.label_col is None:
+            return None
+        labels = batch["label"]
+        p = self.cfg.training.guidance.cond_dropout
+        if training and p > 0:
+            null = torch.full_like(labels, self.lm.num_classes)
+            labels = torch.where(torch.rand(labels.shape, device=labels.device) < p, null, labels)
+        return labels
+
+    # ----- training -----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        if self.resume_skip:
+            self.trainer.datamodule.train_sampler.skip(self.resume_skip)
+            self.resume_skip = 0
+
+    def on_train_epoch_start(self) -> None:
+        if not self.trainer.datamodule.train_sampler.skip_batches:
+            self.epoch_batches = 0
+
+    def training_step(self, batch, batch_idx):
+        torch.manual_seed(self.cfg.seed * 1_000_003 + self.micro_step * 1009 + self.global_rank)
+        out = self.lm.loss(batch, self.condition(batch, training=True))
+        self.micro_step += 1
+        self.epoch_batches += 1
+        self.log("train/loss", out.loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        for name, value in out.terms.items():
+            self.log(f"train/{name}", value)
+        return out.loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.lm)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        fused = torch.cuda.is_available() and next(self.parameters()).is_cuda
+        optimizer = torch.optim.AdamW(self.lm.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                      weight_decay=o.weight_decay, fused=fused or None)
+        s = self.cfg.lr_scheduler
+        schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, total_steps=self.cfg.trainer.max_steps,
+                             base_lr=o.lr, min_lr=s.min_lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----- validation (EMA weights, fixed noise) ------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None and not self.cfg.eval.disable_ema:
+            self.ema.swap(self.lm)
+        self._val_sums = torch.zeros(2, device=self.device, dtype=torch.float64)
+
+    def validation_step(self, batch, batch_idx):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed + batch_idx)
+            out = self.lm.loss(batch, self.condition(batch, training=False))
+        self._val_sums += torch.stack([out.nll_sum.double(), out.num_tokens.double()])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.ema is not None and not self.cfg.eval.disable_ema:
+            self.ema.swap(self.lm)
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        nll = (sums[0] / sums[1].clamp_min(1)).float()
+        self.log_dict({"val/nll": nll, "val/ppl": torch.exp(nll), "val/bpt": nll / math.log(2)},
+                      prog_bar=True, sync_dist=False)
+
+    # ----- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["discdiff"] = {"micro_step": self.micro_step, "epoch_batches": self.epoch_batches,
+                                  "ema": None if self.ema is None else self.ema.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("discdiff")
+        if state is None:
+            raise ValueError("checkpoint has no discdiff state; was it written by discdiff train?")
+        self.micro_step, self.epoch_batches = state["micro_step"], state["epoch_batches"]
+        self.resume_skip = self.epoch_batches
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])

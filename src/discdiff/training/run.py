@@ -1,0 +1,132 @@
+"""`discdiff train`: the run folder, data, Lightning trainer, checkpoints and resumption.
+
+A run folder holds config.yaml, tokenizer/, checkpoints/{last,best}.ckpt and logs/. Starting
+`discdiff train` on a folder that has checkpoints/last.ckpt continues that run (same data order,
+same random stream), so a preempted job restarted with the same command picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from ..config import ConfigError, batch_plan
+from ..data import build_datasets, load_tokenizer
+from .module import LitLanguageModel
+from .sampler import ResumableSampler
+
+
+def vocab_info(tokenizer) -> dict:
+    return {"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id, "bos_id": tokenizer.bos_id,
+            "eos_id": tokenizer.eos_id, "mask_id": tokenizer.mask_id}
+
+
+class DataModule(L.LightningDataModule):
+    """Train/validation loaders with a resumable sampler sized for this rank."""
+
+    def __init__(self, cfg: DictConfig, train_set, valid_set):
+        super().__init__()
+        self.cfg, self.train_set, self.valid_set = cfg, train_set, valid_set
+        self.micro_batch, _ = batch_plan(cfg)
+        self.train_sampler = None
+
+    def _loader(self, dataset, sampler, batch_size):
+        workers = self.cfg.loader.num_workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), drop_last=True,
+                          persistent_workers=workers > 0)
+
+    def train_dataloader(self):
+        t = self.trainer
+        self.train_sampler = ResumableSampler(len(self.train_set), seed=self.cfg.seed, rank=t.global_rank,
+                                              world_size=t.world_size, batch_size=self.micro_batch)
+        return self._loader(self.train_set, self.train_sampler, self.micro_batch)
+
+    def val_dataloader(self):
+        t = self.trainer
+        sampler = ResumableSampler(len(self.valid_set), seed=self.cfg.seed, shuffle=False,
+                                   rank=t.global_rank, world_size=t.world_size)
+        batch = self.cfg.loader.eval_batch_size or self.micro_batch
+        return self._loader(self.valid_set, sampler, min(batch, len(sampler)))
+
+
+def _precision(cfg) -> str:
+    if str(cfg.trainer.precision) != "auto":
+        return str(cfg.trainer.precision)
+    return "bf16-mixed" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "32-true"
+
+
+def _loggers(cfg, run_dir: Path):
+    name = cfg.logger.name
+    if name == "csv":
+        return [L.pytorch.loggers.CSVLogger(run_dir, name="logs", version="")]
+    if name == "tensorboard":
+        return [L.pytorch.loggers.TensorBoardLogger(run_dir, name="logs", version="")]
+    if name == "wandb":
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else None
+        logger = L.pytorch.loggers.WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
+                                               save_dir=str(run_dir), id=run_id, resume="allow",
+                                               offline=bool(cfg.logger.offline))
+        if run_id is None and int(os.environ.get("RANK", "0")) == 0:
+            id_file.write_text(logger.version or "")
+        return [logger]
+    raise ConfigError(f"unknown logger '{name}'; allowed: csv, tensorboard, wandb")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    _, accumulate = batch_plan(cfg)
+    every = cfg.checkpointing.every_n_steps
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/nll", mode="min",
+                        save_top_k=1, auto_insert_metric_name=False),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    t = cfg.trainer
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(cfg), max_steps=t.max_steps, gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=accumulate, val_check_interval=t.val_check_interval * accumulate,
+        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, logger=_loggers(cfg, run_dir),
+        default_root_dir=run_dir, use_distributed_sampler=False, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )
+
+
+def _prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """Create the run folder; refuse to overwrite a different run's config; return last.ckpt if resuming."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = last if cfg.checkpointing.resume and last.exists() else None
+    saved = run_dir / "config.yaml"
+    if resume is None or not saved.exists():
+        OmegaConf.save(cfg, saved)
+    return run_dir, resume
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) the run described by cfg; returns the run folder."""
+    run_dir, resume = _prepare_run_dir(cfg)
+    data_cfg = OmegaConf.to_container(cfg.data)
+    tokenizer_dir = run_dir / "tokenizer"
+    if tokenizer_dir.exists():
+        data_cfg["tokenizer_dir"] = str(tokenizer_dir)
+    train_set, valid_set, tokenizer = build_datasets(data_cfg)
+    if not tokenizer_dir.exists():
+        tokenizer.save(tokenizer_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = LitLanguageModel(OmegaConf.to_container(cfg), vocab_info(tokenizer))
+    if cfg.trainer.compile:
+        module.lm.backbone.compile()  # in place: checkpoint keys stay those of the plain module
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
+    return run_dir

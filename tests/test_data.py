@@ -1,0 +1,349 @@
+"""Tests of discdiff.data: tokenizers, registry, QM9 / LM1B / text8 loaders and the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from discdiff.data import (
+    BertTokenizer,
+    CharTokenizer,
+    SmilesTokenizer,
+    build_datasets,
+    encode_blocks,
+    encode_padded,
+    get_spec,
+    load_tokenizer,
+    qm9_train_smiles,
+)
+from discdiff.data.cache import manifest_path
+from discdiff.data.lm1b import lm1b_detokenize
+from discdiff.data.qm9 import binary_labels, processed_table
+from discdiff.data.registry import DataConfig, seeded_split
+from discdiff.data.text8 import clean_wiki_dump, strip_wiki_markup, text8_normalize
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QM9_CSV = FIXTURES / "qm9" / "qm9_sample.csv"
+BERT_VOCAB = FIXTURES / "bert" / "vocab.txt"
+TEXT8_TXT = FIXTURES / "text8" / "text8_sample.txt"
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def qm9_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("qm9cache")
+
+
+@pytest.fixture(scope="module")
+def qm9(qm9_cache):
+    """(train, valid, tokenizer) of the QM9 fixture with QED labels."""
+    return build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache), "label_col": "qed"})
+
+
+@pytest.fixture
+def small_qm9_csv(tmp_path) -> Path:
+    """A 200-molecule QM9 file outside the repository, for cache corruption tests."""
+    path = tmp_path / "src" / "small.csv"
+    path.parent.mkdir()
+    pd.read_csv(QM9_CSV).head(200).to_csv(path, index=False)
+    return path
+
+
+# ---------------------------------------------------------------- tokenizers
+
+
+def test_smiles_round_trip_on_all_fixture_molecules(qm9):
+    smiles = pd.read_csv(QM9_CSV)["SMILES"].tolist()
+    tok = SmilesTokenizer.from_corpus(smiles)
+    assert all(tok.decode(tok.encode(s)) == s for s in smiles)
+    canonical = qm9[0].input_ids[:50]
+    assert all(qm9[2].decode(row) for row in canonical)
+
+
+def test_smiles_regex_tokens():
+    tok = SmilesTokenizer.from_corpus(["C"])
+    assert tok.tokenize("C[C@@H](Cl)c1ccc(Br)cc1%10=O") == [
+        "C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "c", "(", "Br", ")", "c", "c", "1", "%10", "=", "O",
+    ]
+    assert tok.encode("CN") == [tok.token_to_id["C"], tok.unk_id]
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.mask_id) == (0, 1, 2, 3)
+
+
+def test_char_tokenizer_round_trip_and_unknown():
+    tok = CharTokenizer()
+    assert tok.vocab_size == 5 + 27
+    text = "the quick brown fox jumps over the lazy dog"
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.encode_tensor(text).tolist() == tok.encode(text)
+    assert tok.encode("a!") == [tok.token_to_id["a"], tok.unk_id]
+    assert tok.encode_tensor("é").tolist() == [tok.unk_id]
+
+
+def test_bert_tokenizer_ids():
+    tok = BertTokenizer(BERT_VOCAB)
+    assert tok.encode("Hello world") == [7592, 2088]
+    assert (tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id, tok.mask_id) == (30522, 0, 101, 102, 103)
+    assert tok.decode([101, 7592, 2088, 102, 0, 0]) == "hello world"
+    assert tok.batch_decode(torch.tensor([[101, 7592, 103, 102]]), skip_special=False) == ["[CLS] hello [MASK] [SEP]"]
+
+
+def test_bert_missing_vocab_names_what_was_tried(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        BertTokenizer(tmp_path / "nope.txt")
+
+
+def test_batch_decode_tensor_and_lists():
+    tok = CharTokenizer()
+    ids = torch.tensor([[tok.bos_id, *tok.encode("ab"), tok.eos_id, tok.pad_id]])
+    assert tok.batch_decode(ids) == ["ab"] == tok.batch_decode(ids.tolist())
+    assert tok.batch_decode(ids, skip_special=False) == ["[BOS]ab[EOS][PAD]"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SmilesTokenizer.from_corpus(["CC(=O)O", "c1ccccc1[nH]"]),
+    CharTokenizer,
+    lambda: BertTokenizer(BERT_VOCAB),
+])
+def test_tokenizer_save_load_round_trip(tmp_path, make):
+    tok = make()
+    tok.save(tmp_path)
+    loaded = load_tokenizer(tmp_path)
+    assert type(loaded) is type(tok)
+    assert loaded.vocab_size == tok.vocab_size and loaded.mask_id == tok.mask_id
+    for text in ("CC(=O)O", "hello world"):
+        assert loaded.encode(text) == tok.encode(text)
+
+
+def test_load_tokenizer_refuses_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="no readable tokenizer"):
+        load_tokenizer(tmp_path)
+
+
+# ---------------------------------------------------------------- registry and config
+
+
+def test_unknown_dataset_one_line_error():
+    with pytest.raises(ValueError) as err:
+        get_spec("imagenet")
+    message = str(err.value)
+    assert "\n" not in message and "imagenet" in message and "qm9, lm1b, text8" in message
+
+
+def test_declared_dataset_refuses_to_build():
+    with pytest.raises(ValueError, match=r"^dataset 'cifar10' is registered but its loader is not implemented yet; "
+                                         r"implemented: qm9, lm1b, text8$"):
+        build_datasets({"name": "cifar10"})
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"name": "qm9", "label_col": "logp"}, "label_col 'logp' not available"),
+    ({"name": "qm9", "lenght": 32}, "unknown data config keys"),
+    ({"name": "lm1b", "source": "offline"}, "source 'offline' not available"),
+    ({"name": "qm9", "path": "/does/not/exist.csv"}, "does not exist"),
+])
+def test_bad_config_one_line(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        DataConfig.from_mapping(cfg)
+
+
+def test_spec_fields():
+    spec = get_spec("text8")
+    assert (spec.tokenizer, spec.length, spec.wrap) == ("char", 256, True)
+    assert get_spec("qm9").label_columns == ("qed", "ring_count")
+    assert (get_spec("lm1b").length, get_spec("lm1b").wrap) == (128, False)
+
+
+# ---------------------------------------------------------------- QM9
+
+
+def test_qm9_padding_layout(qm9):
+    train, valid, tok = qm9
+    assert (len(train), len(valid)) == (1900, 100)
+    for i in range(0, len(train), 97):
+        item = train[i]
+        ids, mask = item["input_ids"], item["attention_mask"]
+        n = int(mask.sum())
+        assert ids.dtype == mask.dtype == torch.long and ids.shape == mask.shape == (32,)
+        assert mask[:n].all() and not mask[n:].any()
+        assert ids[0] == tok.bos_id and ids[n - 1] == tok.eos_id
+        assert (ids[n:] == tok.pad_id).all() and tok.mask_id not in ids.tolist()
+        assert item["label"].shape == () and item["label"].dtype == torch.long
+
+
+def test_qm9_labels_are_90th_percentile_split(qm9, qm9_cache):
+    table = processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))
+    labels = binary_labels(table["qed"].to_numpy(), 90)
+    assert labels.tolist() == (table["qed"] > np.percentile(table["qed"], 90)).astype(int).tolist()
+    assert 0.09 <= labels.mean() <= 0.11
+    all_labels = torch.cat([qm9[0].labels, qm9[1].labels]).float()
+    assert all_labels.mean().item() == pytest.approx(labels.mean())
+
+
+def test_qm9_ring_count_labels_are_strictly_above(qm9_cache):
+    train, _, _ = build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+                                  "label_col": "ring_count"})
+    table = processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))
+    threshold = np.percentile(table["ring_count"], 90)
+    assert ((table["ring_count"] > threshold).mean() < 0.1) and train.labels.sum() > 0
+
+
+def test_split_is_seeded_and_disjoint(qm9_cache):
+    train_a, valid_a = seeded_split(2000, 1, 0.05)
+    train_b, _ = seeded_split(2000, 1, 0.05)
+    train_c, _ = seeded_split(2000, 2, 0.05)
+    assert (train_a == train_b).all() and not (train_a == train_c).all()
+    assert set(train_a).isdisjoint(valid_a) and len(set(train_a) | set(valid_a)) == 2000 and len(valid_a) == 100
+    cfg = {"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache)}
+    assert qm9_train_smiles(cfg) == qm9_train_smiles(cfg) != qm9_train_smiles({**cfg, "split_seed": 2})
+    assert len(qm9_train_smiles({**cfg, "max_train_examples": 10})) <= 10
+
+
+def test_max_train_examples_and_dictconfig(qm9_cache):
+    cfg = OmegaConf.create({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+                            "max_train_examples": 64, "length": 40, "label_col": None})
+    train, valid, _ = build_datasets(cfg)
+    assert len(train) == 64 and len(valid) == 100 and train.seq_len == 40 and "label" not in train[0]
+
+
+def test_tokenizer_dir_reuses_vocabulary(qm9, qm9_cache, tmp_path):
+    qm9[2].save(tmp_path)
+    _, _, tok = build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+                                "tokenizer_dir": str(tmp_path)})
+    assert tok.vocab == qm9[2].vocab
+    CharTokenizer().save(tmp_path / "char")
+    with pytest.raises(ValueError, match="is 'char', dataset 'qm9' needs 'smiles'"):
+        build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+                        "tokenizer_dir": str(tmp_path / "char")})
+
+
+def _corrupt_garbage(path: Path) -> None:
+    path.write_bytes(b"\x00garbage, not parquet" * 50)
+
+
+def _corrupt_rows(path: Path) -> None:
+    pd.read_parquet(path).head(5).to_parquet(path, index=False)
+
+
+def _corrupt_columns(path: Path) -> None:
+    pd.read_parquet(path).rename(columns={"qed": "QED"}).to_parquet(path, index=False)
+
+
+def _corrupt_manifest(path: Path) -> None:
+    manifest_path(path).write_text("{not json")
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_garbage, _corrupt_rows, _corrupt_columns, _corrupt_manifest])
+def test_corrupt_cache_is_rebuilt_and_source_kept(tmp_path, small_qm9_csv, corrupt):
+    cache = tmp_path / "cache"
+    cfg = {"name": "qm9", "path": str(small_qm9_csv), "cache_dir": str(cache), "label_col": "qed"}
+    source_md5 = md5(small_qm9_csv)
+    first, _, _ = build_datasets(cfg)
+    (cached,) = (cache / "qm9").glob("*.parquet")
+    assert json.loads(manifest_path(cached).read_text())["rows"] == 200
+    corrupt(cached)
+    again, _, _ = build_datasets(cfg)
+    assert torch.equal(first.input_ids, again.input_ids) and torch.equal(first.labels, again.labels)
+    assert md5(small_qm9_csv) == source_md5
+    assert len(pd.read_parquet(cached)) == 200
+    assert sorted(p.name for p in small_qm9_csv.parent.iterdir()) == ["small.csv"]
+    assert not list((cache / "qm9").glob("*.tmp"))
+
+
+def test_cache_is_reused(tmp_path, small_qm9_csv):
+    cfg = {"name": "qm9", "path": str(small_qm9_csv), "cache_dir": str(tmp_path)}
+    build_datasets(cfg)
+    (cached,) = (tmp_path / "qm9").glob("*.parquet")
+    stamp = cached.stat().st_mtime_ns
+    build_datasets(cfg)
+    assert cached.stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------- LM1B
+
+
+@pytest.mark.parametrize("tokenized, text", [
+    ("I do n't think it 's \" over \" ( yet ) , he said .", "I don't think it's \"over\" (yet), he said."),
+    ("The price rose 5 % to $ 3.20 ; a record !", "The price rose 5% to $3.20; a record!"),
+    ("See http : / / example.com for details .", "See http://example.com for details."),
+    ("The players ' union ca n't agree ?", "The players' union can't agree?"),
+    ("Mendel 's work [ 1 ] was ignored : why ?", "Mendel's work [1] was ignored: why?"),
+])
+def test_lm1b_detokenizer(tokenized, text):
+    assert lm1b_detokenize(tokenized) == text
+
+
+def test_lm1b_fixture_layout(tmp_path):
+    train, valid, tok = build_datasets({"name": "lm1b", "source": "fixture", "cache_dir": str(tmp_path),
+                                        "bert_vocab": str(BERT_VOCAB)})
+    assert (len(train), len(valid)) == (285, 15) and train.seq_len == 128
+    item = train[0]
+    n = int(item["attention_mask"].sum())
+    assert item["input_ids"][0] == 101 and item["input_ids"][n - 1] == 102 and (item["input_ids"][n:] == 0).all()
+    assert " ' s " not in tok.decode(item["input_ids"])
+
+
+def test_lm1b_local_txt_path_same_code_path(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("Hello world !\nIt 's fine .\n" * 20)
+    train, valid, tok = build_datasets({"name": "lm1b", "path": str(path), "bert_vocab": str(BERT_VOCAB),
+                                        "length": 8})
+    assert len(train) + len(valid) == 40
+    decoded = set(tok.batch_decode(torch.stack([train[i]["input_ids"] for i in range(len(train))])))
+    assert decoded == {"hello world!", "it's fine."}
+
+
+# ---------------------------------------------------------------- text8
+
+
+def test_text8_normalize():
+    assert text8_normalize("Hello, World! In 1984 -- Orwell's\n  novel.") == (
+        "hello world in one nine eight four orwell s novel")
+
+
+def test_strip_wiki_markup():
+    wikitext = (
+        "{{Infobox|name=x|{{nested}}}}'''Anarchism''' is a [[political philosophy]] of "
+        "[[self-governance|self-governed]] societies.<ref name=a>{{cite|x}}</ref><ref name=\"b/c\" />\n"
+        "==History==\n[[File:Woodcut.jpg|thumb|A [[Diggers|Digger]] woodcut]] See "
+        "[http://example.org the site].<!-- hidden -->\n{| class=wikitable\n| cell\n|}\n[[de:Anarchismus]]"
+    )
+    assert text8_normalize(strip_wiki_markup(wikitext)) == (
+        "anarchism is a political philosophy of self governed societies history a digger woodcut see the site")
+
+
+def test_clean_wiki_dump_skips_redirects():
+    xml = ("<page><text xml:space=\"preserve\">#REDIRECT [[Elsewhere]]</text></page>"
+           "<page><text xml:space=\"preserve\">Tom &amp; Jerry had 2 cats.</text></page>")
+    assert clean_wiki_dump(xml) == "tom jerry had two cats"
+
+
+def test_text8_fixture_block_wrapping():
+    train, valid, tok = build_datasets({"name": "text8", "source": "fixture"})
+    text = TEXT8_TXT.read_text()
+    cut = int(len(text) * 0.9)
+    assert len(train) == cut // 256 and len(valid) == (int(len(text) * 0.95) - cut) // 256
+    assert tok.decode(train[0]["input_ids"]) == text[:256]
+    assert tok.decode(train[1]["input_ids"]) == text[256:512]
+    assert tok.decode(valid[0]["input_ids"]) == text[cut:cut + 256]
+    assert train[3]["attention_mask"].tolist() == [1] * 256
+
+
+def test_encode_helpers_shapes():
+    tok = CharTokenizer()
+    ids, lengths = encode_blocks(tok, ["abcdefg", "hij"], 4)
+    assert ids.shape == (2, 4) and lengths.tolist() == [4, 4] and tok.batch_decode(ids) == ["abcd", "efgh"]
+    ids, lengths = encode_padded(tok, ["abcdefg", "hi"], 5)
+    assert tok.batch_decode(ids, skip_special=False) == ["[BOS]abc[EOS]", "[BOS]hi[EOS][PAD]"]
+    assert lengths.tolist() == [5, 4]
+    with pytest.raises(ValueError, match="fewer than one block"):
+        encode_blocks(tok, ["ab"], 4)
