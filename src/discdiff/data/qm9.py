@@ -42,6 +42,7 @@ SMILES_COLUMNS = ("SMILES", "smiles", "canonical_smiles", "Smiles")
 QM9PACK = "qm9pack"
 QM9PACK_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 VALID_FRACTION = 0.05
+PARALLEL_MIN_MOLECULES = 5000  # below this, starting worker processes costs more than it saves
 
 
 def qm9pack_files() -> list[Path] | None:
@@ -72,16 +73,13 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _resolve_source(cfg: DataConfig, spec: DatasetSpec) -> tuple[str, Callable[[], list[str]]]:
     """(identity string for the cache key, function returning the raw SMILES list)."""
-    if cfg.path is not None:
-        path = Path(cfg.path).expanduser().resolve()
-        st = path.stat()
-        return f"file:{path}:{st.st_size}:{st.st_mtime_ns}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
     source = cfg.source
+    if cfg.path is not None or source == "fixture":
+        path = Path(cfg.path).expanduser().resolve() if cfg.path is not None else spec.fixture_path
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        return f"file:{path.name}:sha1={digest}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
     if source == "auto":
         source = "offline" if qm9pack_files() is not None else "hub"
-    if source == "fixture":
-        path = spec.fixture_path
-        return f"fixture:{path.name}:{path.stat().st_size}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
     if source == "offline":
         files = qm9pack_files()
         if files is None:
@@ -103,13 +101,13 @@ def _hub_smiles(hub_id: str) -> list[str]:
 
 
 def compute_properties(smiles: list[str], workers: int | None = None) -> pd.DataFrame:
-    """Canonical SMILES, QED and ring count of ``smiles`` using ``workers`` processes.
+    """Canonical SMILES, QED and ring count of ``smiles`` using ``workers`` processes (default: all cores).
 
     Invalid SMILES are dropped. Returns a DataFrame with columns canonical, qed, ring_count.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = 1 if len(smiles) < PARALLEL_MIN_MOLECULES else workers or os.cpu_count() or 1
     start = time.perf_counter()
-    if workers > 1 and len(smiles) > 5000:
+    if workers > 1:
         with Pool(workers) as pool:
             rows = pool.map(chem.properties, smiles, chunksize=max(1, len(smiles) // (workers * 8)))
     else:
@@ -136,9 +134,10 @@ def processed_table(cfg: DataConfig) -> pd.DataFrame:
     path = cache_root(cfg.cache_dir) / "qm9" / f"qm9-{tag}.parquet"
 
     def build(tmp: Path) -> dict:
+        start = time.perf_counter()
         df = compute_properties(read_smiles())
         df.to_parquet(tmp, index=False)
-        return {"rows": len(df), "columns": list(COLUMNS)}
+        return {"rows": len(df), "columns": list(COLUMNS), "build_seconds": round(time.perf_counter() - start, 1)}
 
     return load_or_build(path, {"source": identity, "version": PROCESSING_VERSION}, build, _load_processed)
 

@@ -237,7 +237,7 @@ class BertTokenizer:
         """Join word pieces of ``ids`` (L,) into text."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        return self._tok.decode(ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
+        return self._tok.decode(ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=True)
 
     def batch_decode(self, ids: torch.Tensor | Sequence[Sequence[int]], skip_special: bool = True) -> list[str]:
         return [self.decode(row, skip_special) for row in _as_id_lists(ids)]

@@ -63,14 +63,14 @@ class UniformProcess(DiscreteProcess):
         the log xbar_theta_u term, which needs one pass over (B, L, V).
         """
         alpha, dalpha = as_alpha(alpha, xt).squeeze(-1), as_alpha(dalpha, xt).squeeze(-1)
-        alpha = alpha.float().expand(xt.shape)
-        dalpha = dalpha.float().expand(xt.shape)
+        dtype = torch.promote_types(alpha.dtype, torch.float32)  # float64 input stays float64
+        alpha, dalpha = alpha.to(dtype).expand(xt.shape), dalpha.to(dtype).expand(xt.shape)
         v = self.vocab_size
         hi, lo = v * alpha + 1 - alpha, 1 - alpha  # xbar at u = x0 and elsewhere, (B, L)
         z_is_x0 = xt == x0
         xbar_z = torch.where(z_is_x0, hi, lo)
 
-        log_xbar_theta = torch.log(v * alpha[..., None] * log_x_theta.exp() + lo[..., None])
+        log_xbar_theta = torch.log(v * alpha[..., None] * log_x_theta.to(dtype).exp() + lo[..., None])
         log_xbar_theta_z = log_xbar_theta.gather(-1, xt[..., None]).squeeze(-1)
         log_xbar_theta_x0 = log_xbar_theta.gather(-1, x0[..., None]).squeeze(-1)
         # sum_{u != z} xbar_u log xbar_theta_u, using xbar_u = lo + (hi - lo) 1(u = x0):
@@ -86,7 +86,8 @@ class UniformProcess(DiscreteProcess):
 
     def prior_kl(self, x0, alpha_1):
         """KL(alpha_1 onehot(x0) + (1 - alpha_1)/V || 1/V) per position (exact)."""
-        alpha_1 = as_alpha(alpha_1, x0).squeeze(-1).float().expand(x0.shape)
+        alpha_1 = as_alpha(alpha_1, x0).squeeze(-1)
+        alpha_1 = alpha_1.to(torch.promote_types(alpha_1.dtype, torch.float32)).expand(x0.shape)
         v = self.vocab_size
         hi, lo = alpha_1 + (1 - alpha_1) / v, (1 - alpha_1) / v
         return _xlogx(hi) + (v - 1) * _xlogx(lo) + math.log(v)
@@ -95,11 +96,12 @@ class UniformProcess(DiscreteProcess):
         """The posterior is the mixture  keep x_t  with probability a_ts q_s(z) / Z,  otherwise
         draw from q_s = alpha_s x_theta + (1 - alpha_s) uniform. Only the positions that draw from
         x_theta read a full (V,) row."""
-        alpha_s = as_alpha(alpha_s, xt).squeeze(-1).float().expand(xt.shape)
-        alpha_t = as_alpha(alpha_t, xt).squeeze(-1).float().expand(xt.shape)
+        dtype = torch.promote_types(log_x_theta.dtype, torch.float32)
+        alpha_s = as_alpha(alpha_s, xt).squeeze(-1).to(dtype).expand(xt.shape)
+        alpha_t = as_alpha(alpha_t, xt).squeeze(-1).to(dtype).expand(xt.shape)
         v = self.vocab_size
         a_ts = alpha_t / alpha_s
-        x_theta_z = log_x_theta.gather(-1, xt[..., None]).squeeze(-1).float().exp()
+        x_theta_z = log_x_theta.gather(-1, xt[..., None]).squeeze(-1).to(dtype).exp()
         q_s_z = alpha_s * x_theta_z + (1 - alpha_s) / v
         keep_prob = a_ts * q_s_z / (a_ts * q_s_z + (1 - a_ts) / v)
         redraw = ~bernoulli(keep_prob, generator)

@@ -64,8 +64,8 @@ def _precision(cfg) -> str:
 
 def _loggers(cfg, run_dir: Path):
     name = cfg.logger.name
-    if name == "csv":
-        return [L.pytorch.loggers.CSVLogger(run_dir, name="logs", version="")]
+    if name == "csv":  # each (re)start writes logs/version_N/metrics.csv: nothing earlier is overwritten
+        return [L.pytorch.loggers.CSVLogger(run_dir, name="logs")]
     if name == "tensorboard":
         return [L.pytorch.loggers.TensorBoardLogger(run_dir, name="logs", version="")]
     if name == "wandb":

@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny trained-in-seconds QM9 run on the committed fixture."""
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# Small runs on the committed QM9 fixture; every test that trains uses these on top of its own.
+QUICK = ["model=micro", "data.source=fixture", "loader.global_batch_size=32", "trainer.progress_bar=false",
+         "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "training.ema=0.9", "model.dropout=0.0"]
+
+
+@pytest.fixture(scope="session")
+def quick_overrides():
+    return list(QUICK)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One processed-data cache for the whole session (QM9 fixture properties computed once)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["DISCDIFF_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, cache_dir):
+    """A UDLM (label-conditional) trained for 40 steps on the QM9 fixture; returns its run folder."""
+    from discdiff.config import compose
+    from discdiff.training.run import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "udlm"
+    cfg = compose(QUICK + [f"run_dir={run_dir}", "algo=udlm", "trainer.max_steps=40",
+                           "trainer.val_check_interval=20", "checkpointing.every_n_steps=20",
+                           "data.label_col=qed", "training.guidance.cond_dropout=0.1", "optim.lr=1e-3"])
+    train(cfg)
+    return run_dir
