@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from discdiff.models import DiT
-from discdiff.sampling.autoregressive import ARSample, gumbel_max, sample_autoregressive
+from discdiff.processes import sample_categorical
+from discdiff.sampling import SampleOutput
+from discdiff.sampling.autoregressive import sample_autoregressive
 
 V, L, BOS = 30, 12, 0
 
@@ -19,7 +21,7 @@ def causal_model(num_classes=None, seed=0) -> DiT:
     return model
 
 
-def sample(model, seed=1, **kw) -> ARSample:
+def sample(model, seed=1, **kw) -> SampleOutput:
     kw.setdefault("generator", torch.Generator().manual_seed(seed))
     return sample_autoregressive(model, 6, L, BOS, **kw)
 
@@ -98,7 +100,7 @@ def test_class_conditioning_reaches_the_model():
 def test_gumbel_max_frequencies():
     probs = torch.tensor([0.1, 0.2, 0.7])
     logits = probs.log().expand(20000, 3)
-    draws = gumbel_max(logits, torch.Generator().manual_seed(0))
+    draws = sample_categorical(logits, torch.Generator().manual_seed(0))
     freq = torch.bincount(draws, minlength=3).float() / len(draws)
     torch.testing.assert_close(freq, probs, rtol=0, atol=0.02)
 

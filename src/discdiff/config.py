@@ -105,6 +105,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.parameterization == "d3pm" and cfg.diffusion == "absorbing_state":
         _require(cfg.T > 0, "parameterization=d3pm with diffusion=absorbing_state needs discrete time (T>0); "
                             "use parameterization=subs for continuous time")
+    from .data.registry import get_spec
+
+    get_spec(cfg.data.name)  # unknown datasets are refused before anything runs
     dropout = cfg.training.guidance.cond_dropout
     _require(0 <= dropout < 1, f"training.guidance.cond_dropout must be in [0, 1), got {dropout}")
     _require(dropout == 0 or cfg.data.label_col is not None,
@@ -113,6 +116,8 @@ def validate(cfg: DictConfig) -> None:
              f"trainer.strategy='{cfg.trainer.strategy}' is not allowed; allowed: auto, ddp, fsdp")
     _require(str(cfg.trainer.precision) in ("auto", "32", "bf16-mixed", "16-mixed", "bf16-true"),
              f"trainer.precision='{cfg.trainer.precision}' is not allowed; allowed: auto, 32, bf16-mixed, 16-mixed, bf16-true")
+    _require(not (cfg.trainer.strategy == "fsdp" and cfg.training.ema > 0),
+             "strategy=fsdp shards the weights, which the EMA does not follow yet; set training.ema=0 or use strategy=ddp")
     _require(cfg.trainer.max_steps > 0, f"trainer.max_steps must be > 0, got {cfg.trainer.max_steps}")
     _require(cfg.loader.global_batch_size > 0, f"loader.global_batch_size must be > 0, got {cfg.loader.global_batch_size}")
     _require(0 <= cfg.training.ema < 1, f"training.ema must be in [0, 1) (0 disables it), got {cfg.training.ema}")

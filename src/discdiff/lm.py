@@ -19,8 +19,7 @@ from torch import nn
 
 from . import objectives
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
-from .sampling import SampleOutput, sample
-from .sampling.autoregressive import sample_autoregressive
+from .sampling import SampleOutput, sample, sample_autoregressive
 from .schedules import NoiseSchedule
 
 
@@ -77,12 +76,13 @@ class DiffusionLM(LanguageModel):
 
     def __init__(self, backbone, process: DiscreteProcess, schedule: NoiseSchedule, length: int, *,
                  T: int = 0, time_conditioning: bool = True, antithetic_sampling: bool = True,
-                 sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
+                 importance_sampling: bool = False, sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
                  loss_on_pad: bool = True, num_classes: Optional[int] = None):
         super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes)
         self.process, self.schedule, self.length = process, schedule, length
         self.T, self.time_conditioning = T, time_conditioning
         self.antithetic_sampling, self.sampling_eps = antithetic_sampling, sampling_eps
+        self.importance_sampling = importance_sampling
         self.zero_recon_loss, self.use_simple_ce_loss = zero_recon_loss, use_simple_ce_loss
 
     def nelbo_terms(self, x0, cond=None, token_mask=None) -> dict[str, torch.Tensor]:
@@ -97,15 +97,23 @@ class DiffusionLM(LanguageModel):
                                                             cond, token_mask),
                      "prior": objectives.prior_term(self.process, self.schedule, x0, token_mask)}
         else:
-            t = objectives.sample_times(b, antithetic=self.antithetic_sampling, eps=self.sampling_eps,
-                                        device=device)
+            t, weight = self.draw_times(b, device)
             terms = objectives.continuous_nelbo_terms(self.process, self.schedule, self.denoiser, x0, t,
                                                       cond, token_mask)
-            terms["diffusion"] = terms["diffusion"] * (1 - self.sampling_eps)  # t ~ U[eps, 1]
+            terms["diffusion"] = terms["diffusion"] * weight
         if self.zero_recon_loss:
             terms["recon"] = torch.zeros_like(terms["recon"])
         terms["nelbo"] = terms["diffusion"] + terms["recon"] + terms["prior"]
         return terms
+
+    def draw_times(self, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Times t (B,) in [eps, 1] and the weights turning the integrand into an unbiased
+        estimate of its integral: 1 - eps for t ~ U[eps, 1], 1 / p(t) under importance sampling."""
+        u = objectives.sample_times(batch_size, antithetic=self.antithetic_sampling, eps=0.0, device=device)
+        if self.importance_sampling:
+            return objectives.importance_times(self.schedule, u, self.sampling_eps)
+        eps = self.sampling_eps
+        return eps + (1 - eps) * u, torch.full_like(u, 1 - eps)
 
     def loss(self, batch, cond=None) -> LossOutput:
         x0, token_mask = batch["input_ids"], self.token_mask(batch)
@@ -158,10 +166,8 @@ class AutoregressiveLM(LanguageModel):
     def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, argmax: bool = False,
                use_cache: bool = True, generator=None, progress: bool = False, **_ignored) -> SampleOutput:
         """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
-        out = sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
-                                    use_cache=use_cache, argmax=argmax, generator=generator,
-                                    progress=progress)
-        return SampleOutput(tokens=out.tokens, nfe=out.nfe)
+        return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
+                                     use_cache=use_cache, argmax=argmax, generator=generator, progress=progress)
 
 
 PROCESSES = {

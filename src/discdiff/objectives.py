@@ -44,6 +44,27 @@ def sample_times(batch_size: int, *, antithetic: bool = True, eps: float = 1e-3,
     return eps + (1 - eps) * u
 
 
+def importance_times(schedule: NoiseSchedule, u: torch.Tensor, eps: float = 1e-3, floor: float = 1e-4):
+    """Importance-sampled times and their weights 1 / p(t) for t in [eps, 1].
+
+    p(t) is proportional to d/dt log(1 - alpha_t + floor), the shape of the MDLM weight
+    -alpha'_t / (1 - alpha_t): the estimate E_p[integrand(t) / p(t)] of the NELBO's time integral
+    stays unbiased for any process while the per-sample weights become (nearly) flat. The inverse
+    CDF is found by bisection, so any schedule works. u (B,) are uniforms in [0, 1).
+    """
+    f = lambda t: torch.log1p(floor - schedule.alpha(t))  # increasing in t
+    lo, hi = torch.full_like(u, eps), torch.ones_like(u)
+    f_lo, f_hi = f(lo), f(hi)
+    target = f_lo + u * (f_hi - f_lo)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        below = f(mid) < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    t = (lo + hi) / 2
+    density = -schedule.dalpha(t) / (1 + floor - schedule.alpha(t)) / (f_hi - f_lo)
+    return t, 1 / density
+
+
 def predict(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser,
             xt: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
     """log x_theta(x_t, t) (B, L, V): the denoiser's logits through the process parameterisation."""

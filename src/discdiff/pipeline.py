@@ -49,8 +49,9 @@ class Pipeline:
         chunks, nfe = [], 0
         for start in range(0, num_samples, batch_size):
             n = min(batch_size, num_samples - start)
-            out = self.lm.sample(n, steps, cond=self.labels(label, n), generator=generator,
-                                 progress=progress, **options)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                out = self.lm.sample(n, steps, cond=self.labels(label, n), generator=generator,
+                                     progress=progress, **options)
             chunks.append(out.tokens)
             nfe = max(nfe, out.nfe)
         return SampleOutput(tokens=torch.cat(chunks), nfe=nfe)

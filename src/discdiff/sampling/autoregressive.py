@@ -13,33 +13,15 @@ under ``torch.no_grad``; the hook runs outside it, so it may compute gradients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from ..processes import sample_categorical
+from .diffusion import SampleOutput
+
 LogitsHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class ARSample:
-    """tokens: (B, length) LongTensor; nfe: number of network calls made."""
-
-    tokens: torch.Tensor
-    nfe: int
-
-
-def gumbel_max(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one index per row of logits (B, V) -> (B,) via argmax(logits + Gumbel noise).
-
-    The uniform noise is drawn on the generator's device and moved to the
-    logits' device, so a CPU generator gives the same draws whatever the model's device.
-    """
-    device = generator.device if generator is not None else logits.device
-    u = torch.rand(logits.shape, generator=generator, device=device, dtype=torch.float32)
-    gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
-    return (logits.float() + gumbel.to(logits.device)).argmax(dim=-1)
 
 
 def _labels(cond, batch_size: int, device) -> torch.Tensor | None:
@@ -73,7 +55,7 @@ def sample_autoregressive(
     generator: torch.Generator | None = None,
     logits_hook: LogitsHook | None = None,
     progress: bool = False,
-) -> ARSample:
+) -> SampleOutput:
     """Generate ``num_samples`` sequences of ``length`` tokens (BOS included).
 
     Args:
@@ -89,7 +71,7 @@ def sample_autoregressive(
         progress: show a tqdm bar.
 
     Returns:
-        ARSample with tokens (B, length) and nfe == length - 1 network calls.
+        SampleOutput with tokens (B, length) and nfe == length - 1 network calls.
     """
     if not getattr(model, "causal", False):
         raise ValueError("sample_autoregressive needs a causal model")
@@ -107,8 +89,7 @@ def sample_autoregressive(
             nfe += 1
             if logits_hook is not None:
                 logits = logits_hook(tokens[:, :i], logits)
-            tokens[:, i] = logits.argmax(-1) if argmax else gumbel_max(logits / temperature,
-                                                                       generator)
+            tokens[:, i] = logits.argmax(-1) if argmax else sample_categorical(logits / temperature, generator)
     finally:
         model.train(was_training)
-    return ARSample(tokens=tokens, nfe=nfe)
+    return SampleOutput(tokens=tokens, nfe=nfe)

@@ -71,13 +71,26 @@ def _loggers(cfg, run_dir: Path):
     if name == "wandb":
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.exists() else None
+        offline = bool(cfg.logger.offline) or not _reachable("api.wandb.ai", 443)
         logger = L.pytorch.loggers.WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
                                                save_dir=str(run_dir), id=run_id, resume="allow",
-                                               offline=bool(cfg.logger.offline))
+                                               offline=offline)
         if run_id is None and int(os.environ.get("RANK", "0")) == 0:
             id_file.write_text(logger.version or "")
         return [logger]
     raise ConfigError(f"unknown logger '{name}'; allowed: csv, tensorboard, wandb")
+
+
+def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection opens within `timeout` (W&B falls back to offline mode, never blocks)."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        print(f"{host} is unreachable: logging to W&B in offline mode (sync later with `wandb sync`)")
+        return False
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:

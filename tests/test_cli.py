@@ -1,0 +1,88 @@
+"""The command line: help, refused inputs (one line, exit 2), and the train/sample/eval flow."""
+
+import json
+
+import pytest
+
+from discdiff.cli import main
+
+REFUSED = {
+    "unknown group option": (["config", "algo=sedd"], "unknown algo 'sedd'; allowed: ar, mdlm, udlm"),
+    "unknown key": (["config", "trainer.maxsteps=3"], "unknown config key 'trainer.maxsteps'"),
+    "unknown key in a group": (["config", "model.width=3"], "allowed under 'model'"),
+    "uniform with subs": (["config", "algo=udlm", "parameterization=subs"], "parameterization=subs needs diffusion=absorbing_state"),
+    "T>0 with ar": (["config", "algo=ar", "T=10"], "T=10 does not apply to parameterization=ar"),
+    "d3pm absorbing in continuous time": (["config", "algo=mdlm", "parameterization=d3pm"], "needs discrete time (T>0)"),
+    "not key=value": (["config", "max_steps"], "is not key=value"),
+    "bad strategy": (["config", "trainer.strategy=deepspeed"], "allowed: auto, ddp, fsdp"),
+    "cond dropout without labels": (["config", "training.guidance.cond_dropout=0.1"], "set data.label_col"),
+    "unknown dataset": (["config", "data.name=mnist"], "unknown dataset 'mnist'; allowed: qm9"),
+    "unknown noise": (["config", "noise=sqrt"], "unknown noise 'sqrt'; allowed: cosine"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_refused_inputs_give_one_line(case, capsys):
+    argv, expected = REFUSED[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"discdiff {argv[0]}: error:") and expected in err, err
+
+
+def test_sample_from_missing_run_folder(tmp_path, capsys):
+    assert main(["sample", f"run_dir={tmp_path / 'nothing'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "neither a run folder nor a checkpoint" in err
+
+
+def test_eval_qm9_bad_samples_file(trained_run, tmp_path, capsys):
+    bad = tmp_path / "samples.json"
+    bad.write_text("{not json")
+    assert main(["eval", "qm9", f"run_dir={trained_run}", f"eval.samples={bad}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err
+
+
+def test_label_on_unknown_class_refused(trained_run, capsys):
+    assert main(["sample", f"run_dir={trained_run}", "sampling.label=5", "sampling.num_samples=2"]) == 2
+    assert "allowed: 0..1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["sample", "--help"], ["eval", "ppl", "--help"],
+                                  ["eval", "qm9", "--help"], ["config", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    assert "usage: discdiff" in capsys.readouterr().out
+
+
+def test_config_prints_resolved_yaml(capsys):
+    assert main(["config", "experiment=qm9", "algo=mdlm"]) == 0
+    out = capsys.readouterr().out
+    assert "global_batch_size: 2048" in out and "parameterization: subs" in out and "label_col: qed" in out
+
+
+def test_sample_then_eval_qm9(trained_run, capsys):
+    out_file = trained_run / "cli_samples.json"
+    assert main(["sample", f"run_dir={trained_run}", "sampling.num_samples=24", "sampling.batch_size=12",
+                 "sampling.steps=8", f"sampling.output={out_file}", "sampling.label=1"]) == 0
+    record = json.loads(out_file.read_text())
+    assert len(record["samples"]) == 24 and all(isinstance(s, str) for s in record["samples"])
+    assert record["nfe"] == 8 and len(record["token_ids"][0]) == 32
+    capsys.readouterr()
+    assert main(["eval", "qm9", f"run_dir={trained_run}", f"eval.samples={out_file}",
+                 f"eval.output_dir={trained_run / 'eval'}"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["num_samples"] == 24 and 0 <= metrics["valid"] <= 24
+    for name in ("qm9_metrics.csv", "qm9_metrics.json", "qed_hist.png"):
+        assert (trained_run / "eval" / name).exists()
+
+
+def test_eval_ppl(trained_run, capsys):
+    assert main(["eval", "ppl", f"run_dir={trained_run}", "eval.max_batches=2", "loader.eval_batch_size=16"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens"] == 2 * 16 * 32
+    assert result["ppl"] == pytest.approx(2.718281828 ** result["nll"], rel=1e-6)
+    assert 1 < result["ppl"] < 36  # better than uniform over the 35-token vocabulary + mask
