@@ -7,7 +7,7 @@ import math
 import pytest
 from PIL import Image
 
-from discdiff.chem import canonical_smiles
+from discdiff.chem import canonical_smiles, mol_from_smiles, qed, ring_count
 from discdiff.evaluation import (
     data_reference_row,
     draw_molecule_grid,
@@ -163,3 +163,14 @@ def test_evaluate_without_valid_samples_skips_grid(tmp_path):
     assert metrics["valid"] == 0 and math.isnan(metrics["qed_novel_mean"])
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == [
         "qed_hist.png", "qm9_metrics.csv", "qm9_metrics.json"]
+
+
+def test_precomputed_training_properties_give_the_same_data_row(tmp_path):
+    samples_path = tmp_path / "samples.json"
+    samples_path.write_text(json.dumps({"samples": SAMPLES}))
+    evaluate_qm9_samples(samples_path, TRAIN, tmp_path / "a")
+    mols = [mol_from_smiles(s) for s in TRAIN]
+    props = {"qed": [qed(m) for m in mols], "ring_count": [ring_count(m) for m in mols]}
+    evaluate_qm9_samples(samples_path, TRAIN, tmp_path / "b", train_properties=props)
+    a, b = (json.loads((tmp_path / d / "qm9_metrics.json").read_text()) for d in "ab")
+    assert a == b

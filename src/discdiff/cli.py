@@ -100,7 +100,7 @@ def cmd_eval_ppl(cfg) -> None:
 
 
 def cmd_eval_qm9(cfg) -> None:
-    from .data.qm9 import qm9_train_smiles
+    from .data.qm9 import qm9_train_table
     from .evaluation import evaluate_qm9_samples
 
     run_dir = Path(cfg.run_dir)
@@ -116,7 +116,9 @@ def cmd_eval_qm9(cfg) -> None:
 
         saved = run_dir / "config.yaml"
         data_cfg = OmegaConf.load(saved).data if saved.exists() else cfg.data
-    metrics = evaluate_qm9_samples(samples_path, qm9_train_smiles(data_cfg), out_dir)
+    train = qm9_train_table(data_cfg)
+    metrics = evaluate_qm9_samples(samples_path, set(train["canonical"]), out_dir,
+                                   train_properties={p: train[p].tolist() for p in ("qed", "ring_count")})
     _print_json(metrics)
     print(f"wrote metrics and pictures to {out_dir}", file=sys.stderr)
 

@@ -83,6 +83,13 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
+def default_config() -> DictConfig:
+    """The configuration with no overrides (not in struct mode, so stored configs merge onto it)."""
+    cfg = compose([])
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from discdiff.data.cache import cache_root
-from discdiff.data.qm9 import qm9_train_smiles
+from discdiff.data.qm9 import qm9_train_smiles, qm9_train_table
 from discdiff.data.registry import REGISTRY, DataConfig, DatasetSpec, Splits, get_spec, implemented
 from discdiff.data.tokenizers import (
     BertTokenizer,
@@ -46,6 +46,7 @@ __all__ = [
     "implemented",
     "load_tokenizer",
     "qm9_train_smiles",
+    "qm9_train_table",
 ]
 
 log = logging.getLogger(__name__)

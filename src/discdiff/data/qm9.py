@@ -169,13 +169,18 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
     )
 
 
-def qm9_train_smiles(cfg) -> set[str]:
-    """Canonical SMILES of the training split selected by ``cfg`` (for novelty).
+def qm9_train_table(cfg) -> pd.DataFrame:
+    """Rows of the training split selected by ``cfg``: columns canonical, qed, ring_count.
 
     Matches the training set of :func:`discdiff.data.build_datasets` for the same cfg,
-    including the ``max_train_examples`` cut.
+    including the ``max_train_examples`` cut; the properties come from the processed cache.
     """
     cfg = DataConfig.from_mapping(cfg)
     df = processed_table(cfg)
     train_idx, _ = _split(cfg, len(df))
-    return set(df["canonical"].to_numpy()[train_idx].tolist())
+    return df.iloc[train_idx].reset_index(drop=True)
+
+
+def qm9_train_smiles(cfg) -> set[str]:
+    """Canonical SMILES of the training split selected by ``cfg`` (for novelty)."""
+    return set(qm9_train_table(cfg)["canonical"].tolist())

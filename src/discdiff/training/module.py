@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import default_config
 from ..factory import build_language_model
 from .ema import EMA
 from .lr import lr_lambda
@@ -24,7 +25,8 @@ class LitLanguageModel(L.LightningModule):
         special token ids of the tokenizer (so a checkpoint rebuilds the network by itself)."""
         super().__init__()
         self.save_hyperparameters()
-        self.cfg: DictConfig = OmegaConf.create(config)
+        # Keys added since the checkpoint was written take their defaults.
+        self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
         self.lm = build_language_model(self.cfg, **vocab)
         self.ema = EMA(self.lm, self.cfg.training.ema) if self.cfg.training.ema > 0 else None
         self.micro_step = 0  # training micro-batches seen (all epochs)
