@@ -16,8 +16,9 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from ..guidance import Guidance, Step
 from ..objectives import Denoiser, predict
-from ..processes import DiscreteProcess
+from ..processes import DiscreteProcess, sample_categorical
 from ..schedules import NoiseSchedule
 
 
@@ -40,11 +41,15 @@ def time_grid(steps: int, eps: float, device=None) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser, shape: tuple[int, int],
-           steps: int, *, cond: Optional[torch.Tensor] = None, eps: float = 1e-5, argmax: bool = False,
-           use_cache: bool = True, time_conditioned: bool = True, float64: bool = False,
-           device=None, generator: Optional[torch.Generator] = None, progress: bool = False) -> SampleOutput:
+           steps: int, *, cond: Optional[torch.Tensor] = None, guidance: Optional[Guidance] = None,
+           eps: float = 1e-5, argmax: bool = False, use_cache: bool = True, time_conditioned: bool = True,
+           float64: bool = False, device=None, generator: Optional[torch.Generator] = None,
+           progress: bool = False) -> SampleOutput:
     """Draw `shape[0]` sequences of length `shape[1]`.
 
+    guidance: a strategy (discdiff.guidance) that returns each step's distribution; without one,
+    each step draws from the posterior with the fast exact `process.reverse_step`.
+    cond: labels (B,) for a conditional denoiser (unguided sampling).
     argmax: take the most likely token of each posterior instead of sampling it (deterministic).
     float64: compute the posterior and the Gumbel noise in float64.
     time_conditioned: whether the denoiser reads sigma; only a time-independent denoiser may use
@@ -57,17 +62,35 @@ def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser
     log_x_theta, previous, nfe = None, None, 0
     bar = tqdm(range(steps), desc="sampling", disable=not progress, leave=False)
     for k in bar:
+        alpha_t = alphas[k].to(dtype).expand(shape[0])
+        alpha_s = alphas[k + 1].to(dtype).expand(shape[0])
+        if guidance is not None:
+            xt, calls = _guided_step(process, schedule, denoiser, guidance, xt, times, k, alpha_s, alpha_t,
+                                     cond, dtype, argmax, generator)
+            nfe += calls
+            bar.set_postfix(nfe=nfe)
+            continue
         reuse = use_cache and not time_conditioned and previous is not None and torch.equal(xt, previous)
         if not reuse:
             t = times[k].expand(shape[0])
             log_x_theta = predict(process, schedule, denoiser, xt, t, cond).to(dtype)
             nfe += 1
         previous = xt
-        alpha_t = alphas[k].to(dtype).expand(shape[0])
-        alpha_s = alphas[k + 1].to(dtype).expand(shape[0])
         if argmax:
             xt = process.log_posterior(log_x_theta, xt, alpha_s, alpha_t).argmax(dim=-1)
         else:
             xt = process.reverse_step(log_x_theta, xt, alpha_s, alpha_t, generator)
         bar.set_postfix(nfe=nfe)
     return SampleOutput(tokens=xt, nfe=nfe)
+
+
+def _guided_step(process, schedule, denoiser, guidance, xt, times, k, alpha_s, alpha_t, cond, dtype, argmax,
+                 generator):
+    """x_s drawn from the guidance strategy's distribution; returns (x_s, denoiser calls)."""
+    b = xt.shape[0]
+    sigma_t = schedule.sigma(times[k].expand(b))
+    sigma_s = -torch.log(alpha_s.float().clamp_min(1e-12))
+    step = Step(process, denoiser, xt, alpha_t, alpha_s, sigma_t, sigma_s, cond, dtype)
+    log_p = guidance.log_probs(step)
+    xs = log_p.argmax(-1) if argmax else sample_categorical(log_p, generator)
+    return xs, step.nfe

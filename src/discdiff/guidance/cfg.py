@@ -1,0 +1,35 @@
+"""D-CFG: classifier-free guidance for discrete diffusion (paper Sec. 3.1).
+
+Per position, the step distribution is tempered between the conditional and the unconditional
+model:  p_gamma(x_s | x_t, y)  proportional to  p(x_s | x_t, y)^gamma  p(x_s | x_t)^(1 - gamma).
+gamma = 0 samples the unconditional model, 1 the conditional one, > 1 sharpens towards y. Both
+predictions come from one batched forward pass with labels [y, null].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Guidance, Step, normalize
+
+
+class CFG(Guidance):
+    """`condition`: the target class; `null_class`: the label id meaning "no label"."""
+
+    def __init__(self, gamma: float, condition: int, null_class: int):
+        self.gamma, self.condition, self.null_class = float(gamma), int(condition), int(null_class)
+
+    def log_probs(self, step: Step) -> torch.Tensor:
+        b = step.xt.shape[0]
+        labels = torch.cat([torch.full((b,), self.condition), torch.full((b,), self.null_class)]).to(step.xt.device)
+        log_x = step.predict(step.xt.repeat(2, 1), labels, step.sigma_t.repeat(2))
+        conditional, unconditional = step.log_posterior(log_x).chunk(2)
+        return normalize(temper(conditional, unconditional, self.gamma))
+
+
+def temper(log_p: torch.Tensor, log_q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma log p + (1 - gamma) log q, with -inf wherever either is -inf (both models share the
+    process's support, so this never drops a token that both allow)."""
+    impossible = torch.isinf(log_p) | torch.isinf(log_q)
+    mixed = gamma * log_p.masked_fill(impossible, 0) + (1 - gamma) * log_q.masked_fill(impossible, 0)
+    return mixed.masked_fill(impossible, float("-inf"))
