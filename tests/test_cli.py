@@ -86,3 +86,19 @@ def test_eval_ppl(trained_run, capsys):
     assert result["tokens"] == 2 * 16 * 32
     assert result["ppl"] == pytest.approx(2.718281828 ** result["nll"], rel=1e-6)
     assert 1 < result["ppl"] < 36  # better than uniform over the 35-token vocabulary + mask
+
+
+def test_sampling_with_classifier_free_guidance(trained_run, capsys):
+    out_file = trained_run / "cfg_samples.json"
+    assert main(["sample", f"run_dir={trained_run}", "guidance=cfg", "guidance.gamma=3", "sampling.num_samples=8",
+                 "sampling.steps=6", f"sampling.output={out_file}"]) == 0
+    record = json.loads(out_file.read_text())
+    assert record["guidance"] == {"name": "cfg", "gamma": 3.0, "condition": 1}
+    assert len(record["samples"]) == 8 and record["nfe"] == 6  # one batched pass per step
+
+
+def test_guidance_refusals(trained_run, tmp_path, capsys):
+    assert main(["sample", f"run_dir={trained_run}", "guidance=cfg", "guidance.condition=7"]) == 2
+    assert "allowed: 0..1" in capsys.readouterr().err
+    assert main(["config", "guidance=fudge"]) == 2
+    assert "unknown guidance 'fudge'; allowed: cfg" in capsys.readouterr().err

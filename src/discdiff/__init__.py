@@ -16,4 +16,12 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
-__all__ = ["load", "__version__"]
+def sample(process, schedule, denoiser, shape, steps, **kwargs):
+    """Ancestral sampling with any denoiser callable and optional guidance
+    (see discdiff.sampling.sample and discdiff.guidance)."""
+    from .sampling import sample as _sample
+
+    return _sample(process, schedule, denoiser, shape, steps, **kwargs)
+
+
+__all__ = ["load", "sample", "__version__"]

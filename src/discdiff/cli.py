@@ -69,12 +69,17 @@ def cmd_train(cfg) -> None:
 
 
 def draw_samples(cfg, pipe) -> dict:
+    from omegaconf import OmegaConf
+
     """Sample with the `sampling` options and return the JSON-ready record."""
-    s = cfg.sampling
+    s, g = cfg.sampling, cfg.guidance
+    guidance = None if g is None else pipe.guidance(g.name, g.gamma, g.condition)
     out = pipe.sample(s.num_samples, s.steps, label=s.label, batch_size=s.batch_size, seed=cfg.seed,
-                      progress=True, eps=s.eps, argmax=s.argmax, use_cache=s.use_cache, float64=s.float64)
+                      progress=True, guidance=guidance, eps=s.eps, argmax=s.argmax, use_cache=s.use_cache,
+                      float64=s.float64)
     return {"samples": pipe.decode(out.tokens), "token_ids": out.tokens.tolist(), "nfe": out.nfe,
-            "steps": s.steps, "label": s.label, "checkpoint": str(pipe.checkpoint)}
+            "steps": s.steps, "label": s.label, "checkpoint": str(pipe.checkpoint),
+            "guidance": None if g is None else OmegaConf.to_container(g)}
 
 
 def cmd_sample(cfg) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-GROUPS = ("algo", "model", "data", "noise", "lr_scheduler", "logger", "experiment")
+GROUPS = ("algo", "model", "data", "noise", "lr_scheduler", "logger", "guidance", "experiment")
 
 
 class ConfigError(ValueError):
@@ -30,7 +30,8 @@ def _check_overrides(overrides: list[str]) -> None:
         if not sep:
             raise ConfigError(f"override '{item}' is not key=value (e.g. algo=mdlm model=tiny trainer.max_steps=100)")
         group = key.lstrip("+~")
-        if group in GROUPS and value not in group_options(group) and not (group == "experiment" and value == "null"):
+        optional = group in ("experiment", "guidance") and value == "null"
+        if group in GROUPS and value not in group_options(group) and not optional:
             raise ConfigError(f"unknown {group} '{value}'; allowed: {', '.join(group_options(group))}")
 
 
@@ -52,7 +53,7 @@ def _allowed_keys_hint(dotted: str) -> str:
     if _BASE is None:
         _BASE = OmegaConf.load(CONFIG_DIR / "config.yaml")
     parent, _, _ = dotted.rpartition(".")
-    if parent in GROUPS and parent != "experiment":  # a group's keys live in its option files
+    if parent in GROUPS and parent not in ("experiment", "guidance"):  # a group's keys live in its option files
         node = OmegaConf.load(CONFIG_DIR / parent / f"{group_options(parent)[0]}.yaml")
     else:
         node = OmegaConf.select(_BASE, parent) if parent else _BASE

@@ -133,12 +133,12 @@ class DiffusionLM(LanguageModel):
         return torch.stack(draws).mean(0)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: int = 128, *, cond=None, eps: float = 1e-5,
+    def sample(self, num_samples: int, steps: int = 128, *, cond=None, guidance=None, eps: float = 1e-5,
                argmax: bool = False, use_cache: bool = True, float64: bool = False,
                generator=None, progress: bool = False) -> SampleOutput:
         device = next(self.parameters()).device
         return sample(self.process, self.schedule, self.denoiser, (num_samples, self.length), steps,
-                      cond=cond, eps=eps, argmax=argmax, use_cache=use_cache,
+                      cond=cond, guidance=guidance, eps=eps, argmax=argmax, use_cache=use_cache,
                       time_conditioned=self.time_conditioning, float64=float64, device=device,
                       generator=generator, progress=progress)
 
@@ -163,9 +163,13 @@ class AutoregressiveLM(LanguageModel):
         return objectives.autoregressive_nll(self.backbone(x0, None, cond), x0, token_mask)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, argmax: bool = False,
-               use_cache: bool = True, generator=None, progress: bool = False, **_ignored) -> SampleOutput:
+    def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, guidance=None,
+               argmax: bool = False, use_cache: bool = True, generator=None, progress: bool = False,
+               **_ignored) -> SampleOutput:
         """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
+        if guidance is not None:
+            raise ValueError("guidance for AR models (cfg, fudge, pplm) is not available yet; "
+                             "use guidance=null, or an MDLM/UDLM model")
         return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
                                      use_cache=use_cache, argmax=argmax, generator=generator, progress=progress)
 

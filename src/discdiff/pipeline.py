@@ -37,6 +37,20 @@ class Pipeline:
             raise ValueError(f"label {label} is not a class of this model; allowed: {allowed}")
         return torch.full((n,), label, dtype=torch.long, device=self.device)
 
+    def guidance(self, name: Optional[str], gamma: float = 1.0, condition: int = 1):
+        """A guidance strategy for this model by name (None: unguided). D-CFG needs a
+        label-conditional model; its null class is the model's extra label."""
+        from .guidance import CFG
+
+        if name is None:
+            return None
+        if name != "cfg":
+            raise ValueError(f"unknown guidance '{name}' for a trained model; allowed: cfg")
+        if self.lm.num_classes is None:
+            raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
+        self.labels(condition, 1)  # refuses a class the model does not have
+        return CFG(gamma, condition, null_class=self.lm.num_classes)
+
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, label: Optional[int] = None,
                batch_size: Optional[int] = None, seed: Optional[int] = None, progress: bool = False,
