@@ -4,8 +4,8 @@
     discdiff.sample(process, schedule, denoiser, shape, steps, guidance=CBG(classifier, gamma=2, condition=1))
 """
 
-from .base import Classifier, Guidance, NoGuidance, Step, normalize
+from .base import Classifier, Guidance, Step, normalize
 from .cbg import CBG
 from .cfg import CFG, temper
 
-__all__ = ["CBG", "CFG", "Classifier", "Guidance", "NoGuidance", "Step", "normalize", "temper"]
+__all__ = ["CBG", "CFG", "Classifier", "Guidance", "Step", "normalize", "temper"]

@@ -14,10 +14,9 @@ from typing import Callable, Optional
 
 import torch
 
+from ..objectives import Denoiser
 from ..processes import DiscreteProcess
-from ..schedules import NoiseSchedule
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 # classifier(x, sigma) -> log p(y | x) (B, num_classes); x is ids (B, L) or one-hot / relaxed (B, L, V)
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,13 +62,6 @@ class Guidance(ABC):
     @abstractmethod
     def log_probs(self, step: Step) -> torch.Tensor:
         """Log-probabilities (B, L, V) of x_s per position, normalised over V."""
-
-
-class NoGuidance(Guidance):
-    """The plain posterior of the (optionally label-conditioned) denoiser."""
-
-    def log_probs(self, step: Step) -> torch.Tensor:
-        return step.log_posterior(step.predict(cond=step.cond))
 
 
 def normalize(log_p: torch.Tensor) -> torch.Tensor:
