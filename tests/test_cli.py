@@ -101,4 +101,4 @@ def test_guidance_refusals(trained_run, tmp_path, capsys):
     assert main(["sample", f"run_dir={trained_run}", "guidance=cfg", "guidance.condition=7"]) == 2
     assert "allowed: 0..1" in capsys.readouterr().err
     assert main(["config", "guidance=fudge"]) == 2
-    assert "unknown guidance 'fudge'; allowed: cfg" in capsys.readouterr().err
+    assert "unknown guidance 'fudge'; allowed: cbg, cfg" in capsys.readouterr().err

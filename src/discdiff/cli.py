@@ -1,4 +1,4 @@
-"""The `discdiff` command line: train, sample, eval ppl, eval qm9, config.
+"""The `discdiff` command line: train, train-classifier, sample, eval ppl, eval qm9, config.
 
 Every command takes Hydra-style overrides (`key=value`, `group=option`); `discdiff config` prints
 the configuration they resolve to. Refused input ends with one line on stderr and exit code 2.
@@ -15,6 +15,8 @@ from pathlib import Path
 
 COMMANDS = {
     "train": "train (or resume) a model: discdiff train experiment=qm9 algo=udlm run_dir=runs/qm9-udlm",
+    "train-classifier": "train (or resume) a noisy classifier for guidance=cbg: discdiff train-classifier "
+                        "algo=udlm data.label_col=qed run_dir=runs/qm9-udlm-qed-clf",
     "sample": "sample from a trained run: discdiff sample run_dir=runs/qm9-udlm sampling.num_samples=256",
     "eval ppl": "validation NELBO, perplexity and bits per token: discdiff eval ppl run_dir=runs/qm9-udlm",
     "eval qm9": "validity, uniqueness, novelty and properties of molecules: discdiff eval qm9 run_dir=... "
@@ -27,10 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discdiff", description="Guided discrete diffusion language models (AR, MDLM, UDLM).",
         epilog="Overrides are key=value pairs, e.g. algo=mdlm model=tiny trainer.max_steps=100. "
-               "Groups: algo, model, data, noise, lr_scheduler, logger, experiment. "
+               "Groups: algo, model, data, noise, lr_scheduler, logger, guidance, experiment. "
                "`discdiff config` shows every key.")
     commands = parser.add_subparsers(dest="command", metavar="command")
-    for name in ("train", "sample", "config"):
+    for name in ("train", "train-classifier", "sample", "config"):
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9)",
@@ -53,12 +55,25 @@ def _write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _pipeline(cfg):
+def _pipeline(cfg, guided: bool = False):
+    """The trained model of run_dir / checkpoint; with guided=True also the guidance strategy of
+    the `guidance` options, built (and refused) before anything is printed."""
     from .pipeline import load
 
     pipe = load(cfg.checkpoint or cfg.run_dir, disable_ema=bool(cfg.eval.disable_ema))
+    guidance = _guidance(cfg, pipe) if guided else None
     print(f"loaded {pipe.checkpoint}", file=sys.stderr)
-    return pipe
+    if getattr(getattr(guidance, "classifier", None), "checkpoint", None) is not None:
+        print(f"guided by the classifier {guidance.classifier.checkpoint}", file=sys.stderr)
+    return (pipe, guidance) if guided else pipe
+
+
+def _guidance(cfg, pipe):
+    g = cfg.get("guidance")  # absent when guidance=null
+    if g is None:
+        return None
+    return pipe.guidance(g.name, g.gamma, g.condition, classifier=g.get("classifier"),
+                         first_order=bool(g.get("first_order", False)))
 
 
 def cmd_train(cfg) -> None:
@@ -68,12 +83,19 @@ def cmd_train(cfg) -> None:
     print(f"run folder: {run_dir}")
 
 
-def draw_samples(cfg, pipe) -> dict:
+def cmd_train_classifier(cfg) -> None:
+    from .training.run import train_classifier
+
+    run_dir = train_classifier(cfg)
+    print(f"run folder: {run_dir}")
+
+
+def draw_samples(cfg, pipe, guidance=None) -> dict:
+    """Sample with the `sampling` options and `guidance` (a strategy built by `_guidance`) and
+    return the JSON-ready record."""
     from omegaconf import OmegaConf
 
-    """Sample with the `sampling` options and return the JSON-ready record."""
-    s, g = cfg.sampling, cfg.guidance
-    guidance = None if g is None else pipe.guidance(g.name, g.gamma, g.condition)
+    s, g = cfg.sampling, cfg.get("guidance")
     out = pipe.sample(s.num_samples, s.steps, label=s.label, batch_size=s.batch_size, seed=cfg.seed,
                       progress=True, guidance=guidance, eps=s.eps, argmax=s.argmax, use_cache=s.use_cache,
                       float64=s.float64)
@@ -83,8 +105,8 @@ def draw_samples(cfg, pipe) -> dict:
 
 
 def cmd_sample(cfg) -> None:
-    pipe = _pipeline(cfg)
-    record = draw_samples(cfg, pipe)
+    pipe, guidance = _pipeline(cfg, guided=True)
+    record = draw_samples(cfg, pipe, guidance)
     path = Path(cfg.sampling.output or Path(cfg.run_dir) / "samples.json")
     _write_json_atomic(path, record)
     for text in record["samples"][:8]:
@@ -112,9 +134,9 @@ def cmd_eval_qm9(cfg) -> None:
     out_dir = Path(cfg.eval.output_dir or run_dir / "eval")
     samples_path = cfg.eval.samples
     if samples_path is None:
-        pipe = _pipeline(cfg)
+        pipe, guidance = _pipeline(cfg, guided=True)
         samples_path = out_dir / "samples.json"
-        _write_json_atomic(samples_path, draw_samples(cfg, pipe))
+        _write_json_atomic(samples_path, draw_samples(cfg, pipe, guidance))
         data_cfg = pipe.cfg.data
     else:
         from omegaconf import OmegaConf
@@ -134,7 +156,7 @@ def cmd_config(cfg) -> None:
     print(OmegaConf.to_yaml(cfg), end="")
 
 
-HANDLERS = {"train": cmd_train, "sample": cmd_sample, "config": cmd_config,
+HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9}
 
 

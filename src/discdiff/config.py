@@ -131,6 +131,13 @@ def validate(cfg: DictConfig) -> None:
     _require(0 <= cfg.training.ema < 1, f"training.ema must be in [0, 1) (0 disables it), got {cfg.training.ema}")
     _require(cfg.sampling.steps >= 1, f"sampling.steps must be >= 1, got {cfg.sampling.steps}")
     _require(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
+    from .models import MODEL_SIZES
+    from .models.classifier import POOLINGS
+
+    c = cfg.classifier
+    _require(c.model in MODEL_SIZES, f"classifier.model='{c.model}' is not allowed; allowed: {', '.join(MODEL_SIZES)}")
+    _require(c.pooling in POOLINGS, f"classifier.pooling='{c.pooling}' is not allowed; allowed: {', '.join(POOLINGS)}")
+    _require(0 <= c.dropout < 1, f"classifier.dropout must be in [0, 1), got {c.dropout}")
 
 
 def world_size(cfg: DictConfig) -> int:

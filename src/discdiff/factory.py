@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
-from .models import build_backbone
+from .models import DiTClassifier, build_backbone
 from .schedules import get_schedule
 
 NUM_CLASSES = 2  # labels are binary: above / below the property's percentile
@@ -47,3 +47,19 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
                        importance_sampling=bool(t.importance_sampling), sampling_eps=t.sampling_eps,
                        zero_recon_loss=bool(cfg.zero_recon_loss), use_simple_ce_loss=bool(t.use_simple_ce_loss),
                        **common)
+
+
+def build_classifier(cfg: DictConfig, vocab_size: int) -> DiTClassifier:
+    """The classifier of `discdiff train-classifier`: time-conditioned unless classifier.clean."""
+    c = cfg.classifier
+    return DiTClassifier(vocab_size, cfg.data.length, NUM_CLASSES, c.model, time_conditioning=not c.clean,
+                         pooling=c.pooling, dropout=c.dropout)
+
+
+def build_noising(cfg: DictConfig, vocab_size: int, mask_id: int):
+    """(process, schedule) of the generator family a noisy classifier is trained for; refuses AR."""
+    if cfg.parameterization == "ar":
+        raise ValueError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
+                         "(or classifier.clean=true for a clean classifier)")
+    noise = OmegaConf.to_container(cfg.noise)
+    return build_process(cfg.diffusion, vocab_size, mask_id), get_schedule(noise.pop("name"), **noise)

@@ -37,19 +37,53 @@ class Pipeline:
             raise ValueError(f"label {label} is not a class of this model; allowed: {allowed}")
         return torch.full((n,), label, dtype=torch.long, device=self.device)
 
-    def guidance(self, name: Optional[str], gamma: float = 1.0, condition: int = 1):
-        """A guidance strategy for this model by name (None: unguided). D-CFG needs a
-        label-conditional model; its null class is the model's extra label."""
-        from .guidance import CFG
+    def guidance(self, name: Optional[str], gamma: float = 1.0, condition: int = 1, *, classifier=None,
+                 first_order: bool = False):
+        """A guidance strategy for this model by name (None: unguided).
+
+        cfg: D-CFG; needs a label-conditional model, whose extra label is the null class.
+        cbg: D-CBG with `classifier`, a classifier run folder / .ckpt (see `load_classifier`) or
+        any callable `classifier(x, sigma) -> log p(y | x)`; `first_order` uses its Taylor
+        expansion in the one-hot input. A loaded classifier must share this model's vocabulary
+        and forward process."""
+        from .guidance import CBG, CFG
 
         if name is None:
             return None
+        if name == "cbg":
+            if self.cfg.parameterization == "ar":
+                raise ValueError("guidance=cbg needs a diffusion model (MDLM or UDLM); this one is AR")
+            if classifier is None:
+                raise ValueError("guidance=cbg needs a classifier: guidance.classifier=RUN_DIR "
+                                 "(a run folder of discdiff train-classifier)")
+            if isinstance(classifier, (str, Path)):
+                classifier = load_classifier(classifier, device=self.device)
+            self.check_classifier(classifier, condition)
+            return CBG(classifier, gamma, condition, first_order=first_order)
         if name != "cfg":
-            raise ValueError(f"unknown guidance '{name}' for a trained model; allowed: cfg")
+            raise ValueError(f"unknown guidance '{name}' for a trained model; allowed: cbg, cfg")
         if self.lm.num_classes is None:
             raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
         self.labels(condition, 1)  # refuses a class the model does not have
         return CFG(gamma, condition, null_class=self.lm.num_classes)
+
+    def check_classifier(self, classifier, condition: int) -> None:
+        """Refuse a loaded classifier that cannot guide this model: a clean one, another
+        vocabulary or forward process, or a target class it does not have."""
+        cfg = getattr(classifier, "cfg", None)
+        where = getattr(classifier, "run_dir", "the classifier")
+        if cfg is not None and cfg.classifier.clean:
+            raise ValueError(f"{where} is a clean classifier (classifier.clean=true); D-CBG needs a noisy one")
+        vocab = getattr(classifier, "vocab_size", None)
+        if vocab is not None and vocab != self.tokenizer.vocab_size:
+            raise ValueError(f"{where} has a vocabulary of {vocab} tokens, this model {self.tokenizer.vocab_size}; "
+                             "train the classifier on the same data and tokenizer")
+        if cfg is not None and cfg.diffusion != self.cfg.diffusion:
+            raise ValueError(f"{where} was trained on the {cfg.diffusion} process, this model uses "
+                             f"{self.cfg.diffusion}; train the classifier with the generator's algo")
+        classes = getattr(classifier, "num_classes", None)
+        if classes is not None and not 0 <= condition < classes:
+            raise ValueError(f"guidance.condition={condition} is not a class of {where}; allowed: 0..{classes - 1}")
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, label: Optional[int] = None,
@@ -110,3 +144,28 @@ def load(path: str | Path, *, device=None, disable_ema: bool = False) -> Pipelin
         raise FileNotFoundError(f"{tokenizer_dir} is missing: a run folder keeps its tokenizer next to checkpoints/")
     pipe = Pipeline(module.lm, load_tokenizer(tokenizer_dir), module.cfg, checkpoint, run_dir)
     return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_classifier(path: str | Path, *, device=None, disable_ema: bool = False):
+    """A classifier trained by `discdiff train-classifier` (run folder: best.ckpt, else
+    last.ckpt; or a .ckpt), in eval mode with its EMA weights: a `DiTClassifier`, called as
+    `classifier(x, sigma) -> log p(y | x)` (B, C), with `cfg`, `checkpoint` and `run_dir` set."""
+    from .training.classifier_module import LitClassifier
+
+    checkpoint, run_dir = resolve_checkpoint(path)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {checkpoint}: {str(err).splitlines()[0]}") from None
+    kind = (state.get("discdiff") or {}).get("kind", "generator") if isinstance(state, dict) else None
+    if kind != "classifier":
+        raise ValueError(f"{checkpoint} holds a {kind or 'foreign object'}, not a classifier; "
+                         "train one with discdiff train-classifier")
+    module = LitClassifier(**state["hyper_parameters"])
+    module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)
+    if module.ema is not None and not disable_ema:
+        module.ema.copy_to(module.classifier)
+    classifier = module.classifier.eval().requires_grad_(False)
+    classifier.cfg, classifier.checkpoint, classifier.run_dir = module.cfg, checkpoint, run_dir
+    return classifier.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -290,7 +290,8 @@ def evaluate_qm9_samples(samples_path: str | os.PathLike, train_smiles: set[str]
         train_values = _property_values(train_mols, DEFAULT_PROPERTIES)
     else:
         train_values = {p: list(train_properties[p]) for p in DEFAULT_PROPERTIES}
-    data_row = _data_row(len(train_smiles), len(train_values[DEFAULT_PROPERTIES[0]]), train_values)
+    num_train = len(train_smiles) if train_properties is None else len(train_values[DEFAULT_PROPERTIES[0]])
+    data_row = _data_row(num_train, len(train_values[DEFAULT_PROPERTIES[0]]), train_values)
     write_metrics([{"row": "samples", **metrics}, {"row": "data", **data_row}],
                   out_dir, "qm9_metrics")
     novel_qed = _property_values(split[2].values(), ["qed"])["qed"]

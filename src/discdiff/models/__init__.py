@@ -1,5 +1,6 @@
 """Neural backbones."""
 
+from .classifier import DiTClassifier
 from .dit import (
     DiT,
     KVCache,
@@ -9,5 +10,5 @@ from .dit import (
     flops_per_token,
 )
 
-__all__ = ["DiT", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
+__all__ = ["DiT", "DiTClassifier", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
            "flops_per_token"]

@@ -1,4 +1,10 @@
-"""Exponential moving average of the weights: theta_ema <- d theta_ema + (1 - d) theta."""
+"""Exponential moving average of the weights: theta_ema <- d_n theta_ema + (1 - d_n) theta.
+
+The EMA starts at the initial (untrained) weights, so a constant decay d would keep a share d^n of
+them after n updates (0.999^2400 = 9%: visibly worse samples from a short run). The decay
+therefore warms up, d_n = min(d, (1 + n) / (10 + n)), and early averages forget the
+initialisation quickly.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ class EMA:
     """Shadow copies of a module's floating-point parameters, updated after each optimizer step."""
 
     def __init__(self, module: nn.Module, decay: float):
-        self.decay = decay
+        self.decay, self.num_updates = decay, 0
         self.shadow = [p.detach().clone().float() for p in self._params(module)]
 
     @staticmethod
@@ -24,7 +30,9 @@ class EMA:
         params = self._params(module)
         if self.shadow[0].device != params[0].device:
             self.shadow = [s.to(params[0].device) for s in self.shadow]
-        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in params], 1 - self.decay)
+        self.num_updates += 1
+        decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in params], 1 - decay)
 
     @torch.no_grad()
     def swap(self, module: nn.Module) -> None:
@@ -49,10 +57,11 @@ class EMA:
             p.copy_(s.to(p.device, p.dtype))
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": [s.cpu() for s in self.shadow]}
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": [s.cpu() for s in self.shadow]}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["shadow"]) != len(self.shadow):
             raise ValueError(f"EMA state has {len(state['shadow'])} tensors, the model {len(self.shadow)}")
         device = self.shadow[0].device
-        self.decay, self.shadow = state["decay"], [s.to(device) for s in state["shadow"]]
+        self.decay, self.num_updates = state["decay"], state.get("num_updates", 0)
+        self.shadow = [s.to(device) for s in state["shadow"]]

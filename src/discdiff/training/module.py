@@ -1,4 +1,5 @@
-"""The Lightning module: one language model, its EMA, optimizer and validation metrics.
+"""The Lightning modules' shared machinery (`ResumableModule`) and the language-model module:
+one language model, its EMA, optimizer and validation metrics.
 
 Every training micro-batch reseeds the global RNG from (seed, micro-batch index, rank), so the
 noise levels, corrupted tokens, label dropout and dropout masks of a resumed run are exactly
@@ -19,7 +20,87 @@ from .ema import EMA
 from .lr import lr_lambda
 
 
-class LitLanguageModel(L.LightningModule):
+class ResumableModule(L.LightningModule):
+    """What every trained network shares: per-micro-batch reseeding, data-order resumption, the
+    EMA, AdamW with the configured LR schedule, and the discdiff state in checkpoints.
+
+    Subclasses set `self.cfg` and `self.ema`, call `_init_resumable()`, and name the trained
+    module in `network`; `kind` tells checkpoints of different kinds apart."""
+
+    kind = "generator"
+
+    def _init_resumable(self) -> None:
+        self.micro_step = 0  # training micro-batches seen (all epochs)
+        self.epoch_batches = 0  # micro-batches seen in the current epoch
+        self.resume_skip = 0
+
+    @property
+    def network(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def reseed(self) -> None:
+        """Seed the global RNG from (seed, micro-batch index, rank) before a training micro-batch."""
+        torch.manual_seed(self.cfg.seed * 1_000_003 + self.micro_step * 1009 + self.global_rank)
+
+    def advance(self) -> None:
+        """Count one training micro-batch (after it ran)."""
+        self.micro_step += 1
+        self.epoch_batches += 1
+
+    def on_train_start(self) -> None:
+        if self.resume_skip:
+            self.trainer.datamodule.train_sampler.skip(self.resume_skip)
+            self.resume_skip = 0
+
+    def on_train_epoch_start(self) -> None:
+        if not self.trainer.datamodule.train_sampler.skip_batches:
+            self.epoch_batches = 0
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.network)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        fused = torch.cuda.is_available() and next(self.parameters()).is_cuda
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                      weight_decay=o.weight_decay, fused=fused or None)
+        s = self.cfg.lr_scheduler
+        schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, total_steps=self.cfg.trainer.max_steps,
+                             base_lr=o.lr, min_lr=s.min_lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def swap_ema(self) -> None:
+        """Exchange live and EMA weights for validation (twice restores them), unless disabled."""
+        if self.ema is not None and not self.cfg.eval.disable_ema:
+            self.ema.swap(self.network)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["discdiff"] = {"micro_step": self.micro_step, "epoch_batches": self.epoch_batches,
+                                  "ema": None if self.ema is None else self.ema.state_dict(), "kind": self.kind}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("discdiff")
+        if state is None:
+            raise ValueError("checkpoint has no discdiff state; was it written by discdiff train?")
+        kind = state.get("kind", "generator")
+        if kind != self.kind:
+            raise ValueError(f"the checkpoint holds a {kind}, not a {self.kind}")
+        self.micro_step, self.epoch_batches = state["micro_step"], state["epoch_batches"]
+        self.resume_skip = self.epoch_batches
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+
+
+def checkpoint_kind(path) -> str:
+    """'generator' or 'classifier': what a discdiff checkpoint file holds."""
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("discdiff") or {}
+    return state.get("kind", "generator")
+
+
+class LitLanguageModel(ResumableModule):
     def __init__(self, config: dict, vocab: dict):
         """config: the resolved run configuration as a plain dict; vocab: vocab_size and the
         special token ids of the tokenizer (so a checkpoint rebuilds the network by itself)."""
@@ -29,10 +110,12 @@ class LitLanguageModel(L.LightningModule):
         self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
         self.lm = build_language_model(self.cfg, **vocab)
         self.ema = EMA(self.lm, self.cfg.training.ema) if self.cfg.training.ema > 0 else None
-        self.micro_step = 0  # training micro-batches seen (all epochs)
-        self.epoch_batches = 0  # micro-batches seen in the current epoch
-        self.resume_skip = 0
+        self._init_resumable()
         self._val_sums = None
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.lm
 
     # ----- conditioning -------------------------------------------------------------------------
     def condition(self, batch, training: bool):
@@ -48,46 +131,19 @@ class LitLanguageModel(L.LightningModule):
         return labels
 
     # ----- training -----------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        if self.resume_skip:
-            self.trainer.datamodule.train_sampler.skip(self.resume_skip)
-            self.resume_skip = 0
-
-    def on_train_epoch_start(self) -> None:
-        if not self.trainer.datamodule.train_sampler.skip_batches:
-            self.epoch_batches = 0
-
     def training_step(self, batch, batch_idx):
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.micro_step * 1009 + self.global_rank)
+        self.reseed()
         out = self.lm.loss(batch, self.condition(batch, training=True))
-        self.micro_step += 1
-        self.epoch_batches += 1
+        self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         for name, value in out.terms.items():
             self.log(f"train/{name}", value)
         return out.loss
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
-        if self.ema is not None:
-            self.ema.update(self.lm)
-
-    def configure_optimizers(self):
-        o = self.cfg.optim
-        fused = torch.cuda.is_available() and next(self.parameters()).is_cuda
-        optimizer = torch.optim.AdamW(self.lm.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                                      weight_decay=o.weight_decay, fused=fused or None)
-        s = self.cfg.lr_scheduler
-        schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, total_steps=self.cfg.trainer.max_steps,
-                             base_lr=o.lr, min_lr=s.min_lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
     # ----- validation (EMA weights, fixed noise) ------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        if self.ema is not None and not self.cfg.eval.disable_ema:
-            self.ema.swap(self.lm)
+        self.swap_ema()
         self._val_sums = torch.zeros(2, device=self.device, dtype=torch.float64)
 
     def validation_step(self, batch, batch_idx):
@@ -97,23 +153,8 @@ class LitLanguageModel(L.LightningModule):
         self._val_sums += torch.stack([out.nll_sum.double(), out.num_tokens.double()])
 
     def on_validation_epoch_end(self) -> None:
-        if self.ema is not None and not self.cfg.eval.disable_ema:
-            self.ema.swap(self.lm)
+        self.swap_ema()
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
         nll = (sums[0] / sums[1].clamp_min(1)).float()
         self.log_dict({"val/nll": nll, "val/ppl": torch.exp(nll), "val/bpt": nll / math.log(2)},
                       prog_bar=True, sync_dist=False)
-
-    # ----- checkpoints --------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["discdiff"] = {"micro_step": self.micro_step, "epoch_batches": self.epoch_batches,
-                                  "ema": None if self.ema is None else self.ema.state_dict()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("discdiff")
-        if state is None:
-            raise ValueError("checkpoint has no discdiff state; was it written by discdiff train?")
-        self.micro_step, self.epoch_batches = state["micro_step"], state["epoch_batches"]
-        self.resume_skip = self.epoch_batches
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])

@@ -1,4 +1,5 @@
-"""`discdiff train`: the run folder, data, Lightning trainer, checkpoints and resumption.
+"""`discdiff train` and `discdiff train-classifier`: the run folder, data, Lightning trainer,
+checkpoints and resumption.
 
 A run folder holds config.yaml, tokenizer/, checkpoints/{last,best}.ckpt and logs/. Starting
 `discdiff train` on a folder that has checkpoints/last.ckpt continues that run (same data order,
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError, batch_plan
 from ..data import build_datasets, load_tokenizer
-from .module import LitLanguageModel
+from .module import LitLanguageModel, checkpoint_kind
 from .sampler import ResumableSampler
 
 
@@ -93,12 +94,13 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll") -> L.Trainer:
+    """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation."""
     _, accumulate = batch_plan(cfg)
     every = cfg.checkpointing.every_n_steps
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/nll", mode="min",
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                         save_top_k=1, auto_insert_metric_name=False),
         LearningRateMonitor(logging_interval="step"),
     ]
@@ -114,21 +116,22 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     )
 
 
-def _prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """Create the run folder; refuse to overwrite a different run's config; return last.ckpt if resuming."""
+def _prepare_run_dir(cfg: DictConfig, kind: str = "generator") -> tuple[Path, Path | None]:
+    """Create the run folder; refuse to resume a run of another kind; return last.ckpt if resuming."""
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     last = run_dir / "checkpoints" / "last.ckpt"
     resume = last if cfg.checkpointing.resume and last.exists() else None
+    if resume is not None and (found := checkpoint_kind(resume)) != kind:
+        raise ConfigError(f"run_dir={run_dir} holds a {found} run, not a {kind} run; give this run its own run_dir")
     saved = run_dir / "config.yaml"
     if resume is None or not saved.exists():
         OmegaConf.save(cfg, saved)
     return run_dir, resume
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train (or resume) the run described by cfg; returns the run folder."""
-    run_dir, resume = _prepare_run_dir(cfg)
+def _datasets(cfg: DictConfig, run_dir: Path):
+    """(train set, validation set, tokenizer); the run folder keeps the tokenizer it was started with."""
     data_cfg = OmegaConf.to_container(cfg.data)
     tokenizer_dir = run_dir / "tokenizer"
     if tokenizer_dir.exists():
@@ -136,10 +139,43 @@ def train(cfg: DictConfig) -> Path:
     train_set, valid_set, tokenizer = build_datasets(data_cfg)
     if not tokenizer_dir.exists():
         tokenizer.save(tokenizer_dir)
+    return train_set, valid_set, tokenizer
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) the run described by cfg; returns the run folder."""
+    run_dir, resume = _prepare_run_dir(cfg)
+    train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = LitLanguageModel(OmegaConf.to_container(cfg), vocab_info(tokenizer))
     if cfg.trainer.compile:
         module.lm.backbone.compile()  # in place: checkpoint keys stay those of the plain module
     trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
+    return run_dir
+
+
+def check_classifier_config(cfg: DictConfig) -> None:
+    """Refuse a classifier run that cannot be trained: no labels, or noise of an AR model."""
+    if cfg.data.label_col is None:
+        raise ConfigError("train-classifier needs labels: set data.label_col (qm9: qed or ring_count)")
+    if cfg.parameterization == "ar" and not cfg.classifier.clean:
+        raise ConfigError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
+                          "(or classifier.clean=true for a clean classifier)")
+
+
+def train_classifier(cfg: DictConfig) -> Path:
+    """Train (or resume) a noisy classifier on x_t of the configured process and noise schedule
+    (data.label_col gives the labels); the run folder is laid out like a generator's."""
+    from .classifier_module import LitClassifier
+
+    check_classifier_config(cfg)
+    run_dir, resume = _prepare_run_dir(cfg, kind="classifier")
+    train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer))
+    if cfg.trainer.compile:
+        module.classifier.encoder.compile()
+    trainer = build_trainer(cfg, run_dir, monitor="val/ce")
     trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
     return run_dir
