@@ -298,8 +298,6 @@ def test_absorbing_prior_kl_zero_at_alpha_zero():
 @pytest.mark.parametrize("kind,V,mask", [("absorbing", 4, 3), ("uniform", 4, None)])
 @pytest.mark.parametrize("a_s,a_t", [(0.7, 0.3), (1.0, 0.5), (0.2, 0.0)])
 def test_reverse_step_distribution(kind, V, mask, a_s, a_t):
-    if not hasattr(AbsorbingProcess, "reverse_step"):
-        pytest.skip("no reverse_step")
     process, proc = make(kind, V, mask)
     g = torch.Generator().manual_seed(13)
     L, n = 4, 30000
