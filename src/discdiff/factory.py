@@ -44,7 +44,8 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
     return DiffusionLM(_backbone(cfg, vocab_size, causal=False), process, schedule, cfg.data.length,
                        T=cfg.T, time_conditioning=bool(cfg.time_conditioning),
                        antithetic_sampling=bool(t.antithetic_sampling),
-                       importance_sampling=bool(t.importance_sampling), sampling_eps=t.sampling_eps,
+                       importance_sampling=bool(t.importance_sampling),
+                       change_of_variables=bool(t.change_of_variables), sampling_eps=t.sampling_eps,
                        zero_recon_loss=bool(cfg.zero_recon_loss), use_simple_ce_loss=bool(t.use_simple_ce_loss),
                        **common)
 

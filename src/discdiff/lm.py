@@ -76,13 +76,16 @@ class DiffusionLM(LanguageModel):
 
     def __init__(self, backbone, process: DiscreteProcess, schedule: NoiseSchedule, length: int, *,
                  T: int = 0, time_conditioning: bool = True, antithetic_sampling: bool = True,
-                 importance_sampling: bool = False, sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
+                 importance_sampling: bool = False, change_of_variables: bool = False,
+                 sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
                  loss_on_pad: bool = True, num_classes: Optional[int] = None):
         super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes)
         self.process, self.schedule, self.length = process, schedule, length
         self.T, self.time_conditioning = T, time_conditioning
         self.antithetic_sampling, self.sampling_eps = antithetic_sampling, sampling_eps
-        self.importance_sampling = importance_sampling
+        # change of variables: sample in the importance coordinate and condition the network on it
+        self.importance_sampling = importance_sampling or change_of_variables
+        self.change_of_variables = change_of_variables
         self.zero_recon_loss, self.use_simple_ce_loss = zero_recon_loss, use_simple_ce_loss
 
     def nelbo_terms(self, x0, cond=None, token_mask=None) -> dict[str, torch.Tensor]:
@@ -105,6 +108,13 @@ class DiffusionLM(LanguageModel):
             terms["recon"] = torch.zeros_like(terms["recon"])
         terms["nelbo"] = terms["diffusion"] + terms["recon"] + terms["prior"]
         return terms
+
+    def denoiser(self, xt, sigma, cond=None):
+        """The backbone at noise level sigma (B,); under the change of variables it reads the
+        importance coordinate u(alpha) in [0, 1] instead of sigma."""
+        if self.change_of_variables:
+            sigma = objectives.masking_coordinate(self.schedule, torch.exp(-sigma), self.sampling_eps)
+        return self.backbone(xt, sigma, cond)
 
     def draw_times(self, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Times t (B,) in [eps, 1] and the weights turning the integrand into an unbiased

@@ -65,6 +65,17 @@ def importance_times(schedule: NoiseSchedule, u: torch.Tensor, eps: float = 1e-3
     return t, 1 / density
 
 
+def masking_coordinate(schedule: NoiseSchedule, alpha: torch.Tensor, eps: float = 1e-3,
+                       floor: float = 1e-4) -> torch.Tensor:
+    """The CDF of the importance proposal at noise level alpha: u in [0, 1] with
+    log(1 - alpha + floor) linear in u between t = eps and t = 1. Under the change of variables
+    (MDLM) the network reads u instead of sigma, and u ~ U[0, 1] is exactly the draw that
+    `importance_times` maps to t."""
+    ends = schedule.alpha(torch.tensor([eps, 1.0], device=alpha.device, dtype=torch.float64))
+    f_lo, f_hi = torch.log1p(floor - ends)
+    return ((torch.log1p(floor - alpha.double()) - f_lo) / (f_hi - f_lo)).to(alpha.dtype)
+
+
 def predict(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser,
             xt: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
     """log x_theta(x_t, t) (B, L, V): the denoiser's logits through the process parameterisation."""
