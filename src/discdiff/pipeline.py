@@ -51,7 +51,7 @@ class Pipeline:
         if name is None:
             return None
         if name == "cbg":
-            if self.cfg.parameterization == "ar":
+            if getattr(self.lm, "process", None) is None:
                 raise ValueError("guidance=cbg needs a diffusion model (MDLM or UDLM); this one is AR")
             if classifier is None:
                 raise ValueError("guidance=cbg needs a classifier: guidance.classifier=RUN_DIR "

@@ -14,6 +14,8 @@ All tokenizers share one protocol:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import importlib.util
 import inspect
 import json
@@ -49,7 +51,7 @@ def _as_id_lists(ids: torch.Tensor | Sequence[Sequence[int]]) -> list[list[int]]
     return [list(map(int, row)) for row in ids]
 
 
-class VocabTokenizer:
+class VocabTokenizer(ABC):
     """Tokenizer over an explicit token list; special tokens take ids 0-4.
 
     Subclasses define ``kind`` and ``_split(text) -> list[str]``; decoding joins
@@ -72,8 +74,9 @@ class VocabTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @abstractmethod
     def _split(self, text: str) -> list[str]:
-        raise NotImplementedError
+        """Token strings of ``text``."""
 
     def tokenize(self, text: str) -> list[str]:
         """Token strings of ``text`` (no special tokens)."""

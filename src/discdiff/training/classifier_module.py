@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import default_config
 from ..factory import NUM_CLASSES, build_classifier, build_noising
 from ..objectives import sample_times
-from .ema import EMA
 from .module import ResumableModule
 
 
@@ -36,7 +35,6 @@ class LitClassifier(ResumableModule):
         self.clean = bool(self.cfg.classifier.clean)
         self.process, self.schedule = (None, None) if self.clean else build_noising(
             self.cfg, vocab["vocab_size"], vocab["mask_id"])
-        self.ema = EMA(self.classifier, self.cfg.training.ema) if self.cfg.training.ema > 0 else None
         self._init_resumable()
         self._val_sums = self._confusion = None
 

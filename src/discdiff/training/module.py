@@ -24,19 +24,18 @@ class ResumableModule(L.LightningModule):
     """What every trained network shares: per-micro-batch reseeding, data-order resumption, the
     EMA, AdamW with the configured LR schedule, and the discdiff state in checkpoints.
 
-    Subclasses set `self.cfg` and `self.ema`, call `_init_resumable()`, and name the trained
-    module in `network`; `kind` tells checkpoints of different kinds apart."""
+    Subclasses set `self.cfg`, name the trained module in a `network` property and then call
+    `_init_resumable()`; `kind` tells checkpoints of different kinds apart."""
 
     kind = "generator"
 
     def _init_resumable(self) -> None:
+        """The EMA of `network` (unless training.ema = 0) and the resumption counters."""
+        decay = self.cfg.training.ema
+        self.ema = EMA(self.network, decay) if decay > 0 else None
         self.micro_step = 0  # training micro-batches seen (all epochs)
         self.epoch_batches = 0  # micro-batches seen in the current epoch
         self.resume_skip = 0
-
-    @property
-    def network(self) -> torch.nn.Module:
-        raise NotImplementedError
 
     def reseed(self) -> None:
         """Seed the global RNG from (seed, micro-batch index, rank) before a training micro-batch."""
@@ -109,7 +108,6 @@ class LitLanguageModel(ResumableModule):
         # Keys added since the checkpoint was written take their defaults.
         self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
         self.lm = build_language_model(self.cfg, **vocab)
-        self.ema = EMA(self.lm, self.cfg.training.ema) if self.cfg.training.ema > 0 else None
         self._init_resumable()
         self._val_sums = None
 

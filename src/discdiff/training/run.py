@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -102,7 +102,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll") -> L
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                         save_top_k=1, auto_insert_metric_name=False),
-        LearningRateMonitor(logging_interval="step"),
     ]
     t = cfg.trainer
     return L.Trainer(
