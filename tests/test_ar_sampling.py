@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from discdiff.guidance import CBG, Guidance
 from discdiff.models import DiT
 from discdiff.processes import sample_categorical
 from discdiff.sampling import SampleOutput
@@ -69,21 +70,30 @@ def test_low_temperature_approaches_argmax():
         sample(model, temperature=0.0)
 
 
-def test_logits_hook_receives_prefix_and_steers():
+def test_guidance_strategy_receives_prefix_and_steers():
     model = causal_model()
     seen = []
 
-    def only_token_7(prefix, logits):
-        seen.append(prefix.shape[1])
-        assert torch.is_grad_enabled()  # gradient-based guidance may differentiate here
-        assert logits.shape == (6, V) and logits.dtype == torch.float32
-        mask = torch.full_like(logits, float("-inf"))
-        mask[:, 7] = 0.0
-        return logits + mask
+    class OnlyToken7(Guidance):
+        families = ("autoregressive",)
 
-    out = sample(model, logits_hook=only_token_7)
+        def log_probs(self, step):
+            seen.append(step.prefix.shape[1])
+            assert torch.is_grad_enabled()  # gradient-based guidance may differentiate here
+            log_p = step.log_probs()
+            assert log_p.shape == (6, V) and log_p.dtype == torch.float32
+            mask = torch.full_like(log_p, float("-inf"))
+            mask[:, 7] = 0.0
+            return log_p + mask
+
+    out = sample(model, guidance=OnlyToken7())
     assert seen == list(range(1, L))
-    assert (out.tokens[:, 1:] == 7).all()
+    assert (out.tokens[:, 1:] == 7).all() and out.nfe == L - 1
+
+
+def test_diffusion_only_guidance_is_refused():
+    with pytest.raises(ValueError, match="does not apply to autoregressive"):
+        sample(causal_model(), guidance=CBG(lambda x, s: None, 1.0, 1))
 
 
 def test_class_conditioning_reaches_the_model():

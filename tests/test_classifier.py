@@ -151,8 +151,16 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
                        "has a vocabulary of"),
         "process": (sample + [f"guidance.classifier={_forged(classifier_run, tmp_path, 'p', lambda s: s['hyper_parameters']['config'].update(diffusion='absorbing_state'))}"],
                     "was trained on the absorbing_state process, this model uses uniform"),
-        "clean": (sample + [f"guidance.classifier={_forged(classifier_run, tmp_path, 'c', _set('classifier', {'clean': True}))}"],
-                  "is a clean classifier"),
+        "clean": (sample + [f"guidance.classifier={_forged(classifier_run, tmp_path, 'c', _set('classifier', {'kind': 'clean'}))}"],
+                  "is a classifier.kind=clean classifier; this guidance needs kind=noisy"),
+        "nos with a noisy classifier": (["sample", f"run_dir={trained_run}", "guidance=nos", "sampling.num_samples=1",
+                                         f"guidance.classifier={classifier_run}"], "needs kind=head"),
+        "fudge for diffusion": (["sample", f"run_dir={trained_run}", "guidance=fudge", "sampling.num_samples=1"],
+                                "guidance FUDGE does not apply to diffusion models; it applies to: autoregressive"),
+        "unknown kind": (["train-classifier", "data.label_col=qed", "classifier.kind=big", f"run_dir={tmp_path / 'k'}"],
+                         "allowed: noisy, clean, prefix, head"),
+        "head without generator": (["train-classifier", "data.label_col=qed", "classifier.kind=head",
+                                    f"run_dir={tmp_path / 'h'}"], "classifier.generator=RUN_DIR goes with"),
         "class": (sample + [f"guidance.classifier={classifier_run}", "guidance.condition=2"], "allowed: 0..1"),
         "ar": (["train-classifier", "algo=ar", "data.label_col=qed", f"run_dir={tmp_path / 'ar'}"],
                "noisy classifiers are for diffusion models"),
@@ -166,7 +174,7 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, (case, err)
         assert err.startswith(f"discdiff {argv[0]}: error:") and expected in err, (case, err)
-    assert not (tmp_path / "ar").exists() and not (tmp_path / "nolabel").exists()
+    assert not any((tmp_path / name).exists() for name in ("ar", "nolabel", "k", "h"))
 
 
 def test_help_and_config(capsys):
@@ -175,4 +183,4 @@ def test_help_and_config(capsys):
     assert done.value.code == 0 and "noisy classifier" in capsys.readouterr().out
     assert main(["config", "guidance=cbg", "classifier.pooling=max"]) == 0
     out = capsys.readouterr().out
-    assert "pooling: max" in out and "first_order: false" in out and "clean: false" in out
+    assert "pooling: max" in out and "first_order: false" in out and "kind: noisy" in out

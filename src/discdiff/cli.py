@@ -72,8 +72,8 @@ def _guidance(cfg, pipe):
     g = cfg.get("guidance")  # absent when guidance=null
     if g is None:
         return None
-    return pipe.guidance(g.name, g.gamma, g.condition, classifier=g.get("classifier"),
-                         first_order=bool(g.get("first_order", False)))
+    options = {k: v for k, v in g.items() if k not in ("name", "gamma", "condition", "classifier")}
+    return pipe.guidance(g.name, g.gamma, g.condition, classifier=g.get("classifier"), **options)
 
 
 def cmd_train(cfg) -> None:

@@ -3,10 +3,14 @@ model-family knobs (parameterization, diffusion, T, noise) and picks classes acc
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Optional
+
 from omegaconf import DictConfig, OmegaConf
 
+from . import objectives
 from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
-from .models import DiTClassifier, build_backbone
+from .models import DiTClassifier, HiddenStateClassifier, build_backbone
 from .schedules import get_schedule
 
 NUM_CLASSES = 2  # labels are binary: above / below the property's percentile
@@ -50,17 +54,38 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
                        **common)
 
 
-def build_classifier(cfg: DictConfig, vocab_size: int) -> DiTClassifier:
-    """The classifier of `discdiff train-classifier`: time-conditioned unless classifier.clean."""
-    c = cfg.classifier
-    return DiTClassifier(vocab_size, cfg.data.length, NUM_CLASSES, c.model, time_conditioning=not c.clean,
-                         pooling=c.pooling, dropout=c.dropout)
+CLASSIFIER_KINDS = ("noisy", "clean", "prefix", "head")
+
+
+def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageModel] = None):
+    """(classifier, corrupt) for `discdiff train-classifier`: the network of `classifier.kind`, and
+    `corrupt(x0) -> (x, sigma)`, the input it is trained on (see training.classifier_module)."""
+    c, kind = cfg.classifier, cfg.classifier.kind
+    if kind not in CLASSIFIER_KINDS:
+        raise ValueError(f"unknown classifier.kind '{kind}'; allowed: {', '.join(CLASSIFIER_KINDS)}")
+    if kind == "head":
+        if generator is None:
+            raise ValueError("classifier.kind=head needs classifier.generator=RUN_DIR (a trained generator)")
+        return HiddenStateClassifier(generator, NUM_CLASSES), generator.corrupt
+    classifier = DiTClassifier(vocab["vocab_size"], cfg.data.length, NUM_CLASSES, c.model,
+                               time_conditioning=kind == "noisy", pooling=c.pooling, dropout=c.dropout,
+                               causal=kind == "prefix")
+    if kind != "noisy":
+        return classifier, _clean
+    process, schedule = build_noising(cfg, vocab["vocab_size"], vocab["mask_id"])
+    t = cfg.training
+    return classifier, partial(objectives.corrupt, process, schedule, antithetic=bool(t.antithetic_sampling),
+                               eps=t.sampling_eps)
+
+
+def _clean(x0):
+    return x0, None
 
 
 def build_noising(cfg: DictConfig, vocab_size: int, mask_id: int):
     """(process, schedule) of the generator family a noisy classifier is trained for; refuses AR."""
     if cfg.parameterization == "ar":
         raise ValueError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
-                         "(or classifier.clean=true for a clean classifier)")
+                         "(classifier.kind=prefix or head serve AR models)")
     noise = OmegaConf.to_container(cfg.noise)
     return build_process(cfg.diffusion, vocab_size, mask_id), get_schedule(noise.pop("name"), **noise)

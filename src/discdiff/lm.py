@@ -46,8 +46,23 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
     def token_mask(self, batch) -> Optional[torch.Tensor]:
         return None if self.loss_on_pad else batch["attention_mask"]
 
-    def denoiser(self, xt, sigma, cond=None):
-        return self.backbone(xt, sigma, cond)
+    family: str  # "diffusion" | "autoregressive": which guidance strategies apply
+
+    def denoiser(self, xt, sigma, cond=None, return_hidden: bool = False):
+        """Logits (B, L, V) (and the last hidden states (B, L, D) with return_hidden)."""
+        return self.backbone(xt, self.network_sigma(sigma), cond, return_hidden=return_hidden)
+
+    def network_sigma(self, sigma):
+        """The time input the backbone reads for noise level sigma (B,)."""
+        return sigma
+
+    def decode_hidden(self, hidden, sigma=None, cond=None):
+        """Logits (B, L, V) of (possibly perturbed) last hidden states (B, L, D): the backbone's head."""
+        return self.backbone.head(hidden, self.network_sigma(sigma), cond)
+
+    @abstractmethod
+    def corrupt(self, x0) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(x_t, sigma_t) at random training times: what the network reads in training."""
 
     @abstractmethod
     def loss(self, batch, cond=None) -> LossOutput:
@@ -73,6 +88,8 @@ class DiffusionLM(LanguageModel):
 
     T = 0: continuous-time NELBO (MDLM / UDLM); T > 0: discrete-time D3PM NELBO with T steps.
     """
+
+    family = "diffusion"
 
     def __init__(self, backbone, process: DiscreteProcess, schedule: NoiseSchedule, length: int, *,
                  T: int = 0, time_conditioning: bool = True, antithetic_sampling: bool = True,
@@ -109,12 +126,16 @@ class DiffusionLM(LanguageModel):
         terms["nelbo"] = terms["diffusion"] + terms["recon"] + terms["prior"]
         return terms
 
-    def denoiser(self, xt, sigma, cond=None):
-        """The backbone at noise level sigma (B,); under the change of variables it reads the
-        importance coordinate u(alpha) in [0, 1] instead of sigma."""
-        if self.change_of_variables:
-            sigma = objectives.masking_coordinate(self.schedule, torch.exp(-sigma), self.sampling_eps)
-        return self.backbone(xt, sigma, cond)
+    def network_sigma(self, sigma):
+        """sigma (B,), or under the change of variables the importance coordinate u(alpha) in [0, 1]."""
+        if self.change_of_variables and sigma is not None:
+            return objectives.masking_coordinate(self.schedule, torch.exp(-sigma), self.sampling_eps)
+        return sigma
+
+    def corrupt(self, x0):
+        """x_t ~ q(x_t | x0) and sigma_t at t ~ U[eps, 1] (antithetic when configured)."""
+        return objectives.corrupt(self.process, self.schedule, x0, antithetic=self.antithetic_sampling,
+                                  eps=self.sampling_eps)
 
     def draw_times(self, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Times t (B,) in [eps, 1] and the weights turning the integrand into an unbiased
@@ -156,10 +177,16 @@ class DiffusionLM(LanguageModel):
 class AutoregressiveLM(LanguageModel):
     """Causal backbone trained with next-token cross-entropy; sampled left to right."""
 
+    family = "autoregressive"
+
     def __init__(self, backbone, length: int, bos_id: int, *, loss_on_pad: bool = True,
                  num_classes: Optional[int] = None):
         super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes)
         self.length, self.bos_id = length, bos_id
+
+    def corrupt(self, x0):
+        """An AR model reads clean tokens."""
+        return x0, None
 
     def loss(self, batch, cond=None) -> LossOutput:
         x0, token_mask = batch["input_ids"], self.token_mask(batch)
@@ -177,11 +204,8 @@ class AutoregressiveLM(LanguageModel):
                argmax: bool = False, use_cache: bool = True, generator=None, progress: bool = False,
                **_ignored) -> SampleOutput:
         """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
-        if guidance is not None:
-            raise ValueError("guidance for AR models (cfg, fudge, pplm) is not available yet; "
-                             "use guidance=null, or an MDLM/UDLM model")
         return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
-                                     use_cache=use_cache, argmax=argmax, generator=generator, progress=progress)
+                                     guidance=guidance, use_cache=use_cache, argmax=argmax, generator=generator, progress=progress)
 
 
 PROCESSES = {

@@ -44,6 +44,13 @@ def sample_times(batch_size: int, *, antithetic: bool = True, eps: float = 1e-3,
     return eps + (1 - eps) * u
 
 
+def corrupt(process: DiscreteProcess, schedule: NoiseSchedule, x0: torch.Tensor, *, antithetic: bool = True,
+            eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t ~ q(x_t | x0) (B, L), sigma_t (B,)) at times t ~ U[eps, 1]: what a noisy classifier reads."""
+    t = sample_times(x0.shape[0], antithetic=antithetic, eps=eps, device=x0.device)
+    return process.sample_xt(x0, schedule.alpha(t)), schedule.sigma(t)
+
+
 def importance_times(schedule: NoiseSchedule, u: torch.Tensor, eps: float = 1e-3, floor: float = 1e-4):
     """Importance-sampled times and their weights 1 / p(t) for t in [eps, 1].
 

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from .data import load_tokenizer
+from .guidance import CBG, CFG, FUDGE, NOS, PPLM
 from .lm import LanguageModel
 from .sampling import SampleOutput
 
@@ -38,49 +39,51 @@ class Pipeline:
         return torch.full((n,), label, dtype=torch.long, device=self.device)
 
     def guidance(self, name: Optional[str], gamma: float = 1.0, condition: int = 1, *, classifier=None,
-                 first_order: bool = False):
-        """A guidance strategy for this model by name (None: unguided).
+                 **options):
+        """A guidance strategy for this model by name (None: unguided); see GUIDANCE.
 
         cfg: D-CFG; needs a label-conditional model, whose extra label is the null class.
-        cbg: D-CBG with `classifier`, a classifier run folder / .ckpt (see `load_classifier`) or
-        any callable `classifier(x, sigma) -> log p(y | x)`; `first_order` uses its Taylor
-        expansion in the one-hot input. A loaded classifier must share this model's vocabulary
-        and forward process."""
-        from .guidance import CBG, CFG
-
+        cbg (noisy classifier), nos and pplm (head classifiers), fudge (prefix classifier): `classifier`
+        is a run folder / .ckpt of `discdiff train-classifier` (see `load_classifier`) or, for cbg
+        and fudge, any callable `classifier(x, sigma) -> log p(y | x)`. A loaded classifier must be
+        of the method's kind and read this model's vocabulary (cbg: its forward process; nos /
+        pplm: this very generator). options: first_order (cbg); topk (fudge); num_nos_steps,
+        nos_step_size, nos_stability_coef (nos); num_pplm_steps, pplm_step_size,
+        pplm_stability_coef (pplm)."""
         if name is None:
             return None
-        if name == "cbg":
-            if getattr(self.lm, "process", None) is None:
-                raise ValueError("guidance=cbg needs a diffusion model (MDLM or UDLM); this one is AR")
-            if classifier is None:
-                raise ValueError("guidance=cbg needs a classifier: guidance.classifier=RUN_DIR "
-                                 "(a run folder of discdiff train-classifier)")
-            if isinstance(classifier, (str, Path)):
-                classifier = load_classifier(classifier, device=self.device)
-            self.check_classifier(classifier, condition)
-            return CBG(classifier, gamma, condition, first_order=first_order)
-        if name != "cfg":
-            raise ValueError(f"unknown guidance '{name}' for a trained model; allowed: cbg, cfg")
-        if self.lm.num_classes is None:
-            raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
-        self.labels(condition, 1)  # refuses a class the model does not have
-        return CFG(gamma, condition, null_class=self.lm.num_classes)
+        if name not in GUIDANCE:
+            raise ValueError(f"unknown guidance '{name}'; allowed: {', '.join(GUIDANCE)}")
+        strategy, kind, build = GUIDANCE[name]
+        strategy.check_family(self.lm.family)
+        if kind is None:
+            return build(self, None, gamma, condition, options)
+        if classifier is None:
+            raise ValueError(f"guidance={name} needs a classifier: guidance.classifier=RUN_DIR "
+                             f"(a run folder of discdiff train-classifier classifier.kind={kind})")
+        if isinstance(classifier, (str, Path)):
+            classifier = load_classifier(classifier, device=self.device)
+        self.check_classifier(classifier, condition, kind)
+        return build(self, classifier, gamma, condition, options)
 
-    def check_classifier(self, classifier, condition: int) -> None:
-        """Refuse a loaded classifier that cannot guide this model: a clean one, another
-        vocabulary or forward process, or a target class it does not have."""
+    def check_classifier(self, classifier, condition: int, kind: str) -> None:
+        """Refuse a loaded classifier that cannot guide this model: another kind than the method
+        needs, another vocabulary or forward process, another generator, or a class it lacks."""
         cfg = getattr(classifier, "cfg", None)
         where = getattr(classifier, "run_dir", "the classifier")
-        if cfg is not None and cfg.classifier.clean:
-            raise ValueError(f"{where} is a clean classifier (classifier.clean=true); D-CBG needs a noisy one")
+        if cfg is not None and cfg.classifier.kind != kind:
+            raise ValueError(f"{where} is a classifier.kind={cfg.classifier.kind} classifier; this guidance "
+                             f"needs kind={kind}")
         vocab = getattr(classifier, "vocab_size", None)
         if vocab is not None and vocab != self.tokenizer.vocab_size:
             raise ValueError(f"{where} has a vocabulary of {vocab} tokens, this model {self.tokenizer.vocab_size}; "
                              "train the classifier on the same data and tokenizer")
-        if cfg is not None and cfg.diffusion != self.cfg.diffusion:
+        if kind == "noisy" and cfg is not None and cfg.diffusion != self.cfg.diffusion:
             raise ValueError(f"{where} was trained on the {cfg.diffusion} process, this model uses "
                              f"{self.cfg.diffusion}; train the classifier with the generator's algo")
+        if kind == "head" and not _same_weights(classifier.generator, self.lm):
+            raise ValueError(f"{where} was trained on another generator (or its non-EMA weights); "
+                             "train the head with classifier.generator= this run")
         classes = getattr(classifier, "num_classes", None)
         if classes is not None and not 0 <= condition < classes:
             raise ValueError(f"guidance.condition={condition} is not a class of {where}; allowed: 0..{classes - 1}")
@@ -112,6 +115,43 @@ class Pipeline:
 
     def decode(self, token_ids) -> list[str]:
         return self.tokenizer.batch_decode(token_ids)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+def _cfg(pipe, _classifier, gamma, condition, _options):
+    if pipe.lm.num_classes is None:
+        raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
+    pipe.labels(condition, 1)  # refuses a class the model does not have
+    return CFG(gamma, condition, null_class=pipe.lm.num_classes)
+
+
+def _cbg(_pipe, classifier, gamma, condition, options):
+    return CBG(classifier, gamma, condition, first_order=bool(options.get("first_order", False)))
+
+
+def _nos(_pipe, classifier, gamma, condition, options):
+    return NOS(classifier, gamma, condition, num_steps=int(options.get("num_nos_steps", 5)),
+               step_size=float(options.get("nos_step_size", 0.1)),
+               stability_coef=float(options.get("nos_stability_coef", 0.01)))
+
+
+def _fudge(_pipe, classifier, gamma, condition, options):
+    return FUDGE(classifier, gamma, condition, topk=int(options.get("topk", 50)))
+
+
+def _pplm(_pipe, classifier, gamma, condition, options):
+    return PPLM(classifier, gamma, condition, num_steps=int(options.get("num_pplm_steps", 3)),
+                step_size=float(options.get("pplm_step_size", 0.1)),
+                stability_coef=float(options.get("pplm_stability_coef", 0.01)))
+
+
+#: guidance name -> (strategy class, classifier.kind it needs or None, builder)
+GUIDANCE = {"cfg": (CFG, None, _cfg), "cbg": (CBG, "noisy", _cbg), "nos": (NOS, "head", _nos),
+            "fudge": (FUDGE, "prefix", _fudge), "pplm": (PPLM, "head", _pplm)}
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
@@ -161,7 +201,10 @@ def load_classifier(path: str | Path, *, device=None, disable_ema: bool = False)
     if kind != "classifier":
         raise ValueError(f"{checkpoint} holds a {kind or 'foreign object'}, not a classifier; "
                          "train one with discdiff train-classifier")
-    module = LitClassifier(**state["hyper_parameters"])
+    try:
+        module = LitClassifier(**state["hyper_parameters"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{checkpoint} does not describe a classifier discdiff can rebuild ({err})") from None
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
     if module.ema is not None and not disable_ema:

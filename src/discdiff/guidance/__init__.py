@@ -1,11 +1,17 @@
-"""Guidance: strategies that reshape each reverse step toward a target class.
+"""Guidance: strategies that reshape each sampling step toward a target class.
 
     from discdiff.guidance import CFG, CBG
     discdiff.sample(process, schedule, denoiser, shape, steps, guidance=CBG(classifier, gamma=2, condition=1))
+
+Diffusion (MDLM, UDLM): CFG, CBG, NOS. Autoregressive: CFG, FUDGE, PPLM.
 """
 
-from .base import Classifier, Guidance, Step, normalize
+from .base import Classifier, Guidance, Step, TokenStep, normalize
 from .cbg import CBG
 from .cfg import CFG, temper
+from .fudge import FUDGE
+from .nos import NOS, HiddenStateModel
+from .pplm import PPLM
 
-__all__ = ["CBG", "CFG", "Classifier", "Guidance", "Step", "normalize", "temper"]
+__all__ = ["CBG", "CFG", "FUDGE", "NOS", "PPLM", "Classifier", "Guidance", "HiddenStateModel", "Step", "TokenStep",
+           "normalize", "temper"]

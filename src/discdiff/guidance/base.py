@@ -1,16 +1,24 @@
-"""Guidance strategies reshape the distribution of one reverse step.
+"""Guidance strategies reshape the distribution of one sampling step.
 
-At every step the sampler hands a strategy a `Step` (x_t, the times t > s and their alphas, and a
-way to call the denoiser); the strategy returns log-probabilities (B, L, V) of x_s per position,
-from which the sampler draws. Unguided sampling is the plain posterior
-q(x_s | x_t, x_theta(x_t)) (paper Eq. 3 / 6); each strategy below tempers or reweights it.
+At every step the sampler hands a strategy a step object and draws from the log-probabilities
+the strategy returns:
+
+- `Step` (diffusion, MDLM / UDLM): x_t (B, L), the times t > s and their alphas, and the
+  denoiser. Unguided sampling is the posterior q(x_s | x_t, x_theta(x_t)) (paper Eq. 3 / 6);
+  strategies return (B, L, V).
+- `TokenStep` (autoregressive): the prefix (B, i) and the causal model. Unguided sampling is the
+  next-token distribution p(x_i | x_<i); strategies return (B, V).
+
+Both expose `log_probs_for(labels)`: the unguided distribution for every row of a stack of k
+label batches (kB,), computed in one batched forward pass. A strategy written against it alone
+(D-CFG) serves both families; the others declare the families they apply to in `families`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 
@@ -20,15 +28,30 @@ from ..processes import DiscreteProcess
 # classifier(x, sigma) -> log p(y | x) (B, num_classes); x is ids (B, L) or one-hot / relaxed (B, L, V)
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+DIFFUSION, AUTOREGRESSIVE = "diffusion", "autoregressive"
+
+
+def _stacked(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x (B, ...) repeated k times along the batch: (kB, ...)."""
+    return x if k == 1 else x.repeat(k, *([1] * (x.dim() - 1)))
+
+
+def _batch_multiple(labels: torch.Tensor, batch_size: int) -> int:
+    k, rest = divmod(labels.shape[0], batch_size)
+    if rest or k < 1:
+        raise ValueError(f"labels for {labels.shape[0]} rows do not stack batches of {batch_size}")
+    return k
+
 
 @dataclass
 class Step:
-    """One reverse step from time t to s < t for a batch x_t (B, L).
+    """One reverse diffusion step from time t to s < t for a batch x_t (B, L).
 
     alpha_t, alpha_s, sigma_t, sigma_s are (B,); sigma_s is the noise level of x_s, at which a
     noisy classifier scores candidates. `nfe` counts denoiser calls made through `predict`.
     """
 
+    family: ClassVar[str] = DIFFUSION
     process: DiscreteProcess
     denoiser: Denoiser
     xt: torch.Tensor
@@ -40,6 +63,14 @@ class Step:
     dtype: torch.dtype = torch.float32
     nfe: int = field(default=0)
 
+    @property
+    def batch_size(self) -> int:
+        return self.xt.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.xt.device
+
     def predict(self, xt: Optional[torch.Tensor] = None, cond=None, sigma=None) -> torch.Tensor:
         """log x_theta (B', L, V) for x_t (default: this step's) with labels `cond`."""
         xt = self.xt if xt is None else xt
@@ -50,18 +81,80 @@ class Step:
     def log_posterior(self, log_x_theta: torch.Tensor) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V); log_x_theta may stack k batches (kB, L, V)."""
         k = log_x_theta.shape[0] // self.xt.shape[0]
-        rep = lambda a: a.repeat(k) if k > 1 else a
-        xt = self.xt.repeat(k, 1) if k > 1 else self.xt
-        return self.process.log_posterior(log_x_theta, xt, rep(self.alpha_s).to(self.dtype),
-                                          rep(self.alpha_t).to(self.dtype))
+        return self.process.log_posterior(log_x_theta, _stacked(self.xt, k),
+                                          _stacked(self.alpha_s, k).to(self.dtype),
+                                          _stacked(self.alpha_t, k).to(self.dtype))
+
+    def log_probs_for(self, labels: torch.Tensor) -> torch.Tensor:
+        """Unguided log q(x_s | x_t, x_theta(x_t, y)) (kB, L, V) for labels (kB,), one pass."""
+        k = _batch_multiple(labels, self.xt.shape[0])
+        return self.log_posterior(self.predict(_stacked(self.xt, k), labels, _stacked(self.sigma_t, k)))
+
+
+NextTokenModel = Callable[..., torch.Tensor]
+
+
+@dataclass
+class TokenStep:
+    """One autoregressive step: draw x_i given the prefix (B, i).
+
+    `next_logits(prefix (kB, i), labels (kB,) or None, key)` -> fp32 logits (kB, V) is the sampler's
+    incremental decoder (one KV cache per `key`: each distinct stack of labels keeps its own).
+    `hidden` is the same with the prefix's last hidden states: -> (logits (kB, V), hidden (kB, i, D)).
+    """
+
+    family: ClassVar[str] = AUTOREGRESSIVE
+    prefix: torch.Tensor
+    next_logits: NextTokenModel
+    hidden_states: Optional[NextTokenModel] = None
+    cond: Optional[torch.Tensor] = None
+    nfe: int = field(default=0)
+
+    @property
+    def batch_size(self) -> int:
+        return self.prefix.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.prefix.device
+
+    def log_probs_for(self, labels: torch.Tensor) -> torch.Tensor:
+        """log p(x_i | x_<i, y) (kB, V) for labels (kB,), one batched pass (cached per label stack)."""
+        k = _batch_multiple(labels, self.prefix.shape[0])
+        self.nfe += 1
+        return self.next_logits(_stacked(self.prefix, k), labels, f"labels{k}").log_softmax(-1)
+
+    def log_probs(self) -> torch.Tensor:
+        """The unguided next-token distribution log p(x_i | x_<i, cond) (B, V)."""
+        self.nfe += 1
+        return self.next_logits(self.prefix, self.cond, "base").log_softmax(-1)
+
+    def hidden(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, V), last hidden states of the prefix (B, i, D)) under `cond`."""
+        if self.hidden_states is None:
+            raise ValueError("this sampler keeps no hidden states; pass a DiT-like model that returns them")
+        self.nfe += 1
+        return self.hidden_states(self.prefix, self.cond, "hidden")
 
 
 class Guidance(ABC):
-    """A strategy that returns the (log) distribution of x_s for one step."""
+    """A strategy that returns the (log) distribution of one sampling step.
+
+    `families`: the model families ("diffusion", "autoregressive") it applies to; samplers and
+    pipelines refuse any other pairing with `check_family`."""
+
+    families: ClassVar[tuple[str, ...]] = (DIFFUSION,)
 
     @abstractmethod
-    def log_probs(self, step: Step) -> torch.Tensor:
-        """Log-probabilities (B, L, V) of x_s per position, normalised over V."""
+    def log_probs(self, step) -> torch.Tensor:
+        """Log-probabilities of the next state, normalised over V: (B, L, V) for a diffusion
+        `Step`, (B, V) for an autoregressive `TokenStep`."""
+
+    @classmethod
+    def check_family(cls, family: str) -> None:
+        if family not in cls.families:
+            raise ValueError(f"guidance {cls.__name__} does not apply to {family} models; "
+                             f"it applies to: {', '.join(cls.families)}")
 
 
 def normalize(log_p: torch.Tensor) -> torch.Tensor:

@@ -1,29 +1,31 @@
-"""D-CFG: classifier-free guidance for discrete diffusion (paper Sec. 3.1).
+"""D-CFG: classifier-free guidance (paper Sec. 3.1), for diffusion and autoregressive models.
 
 Per position, the step distribution is tempered between the conditional and the unconditional
-model:  p_gamma(x_s | x_t, y)  proportional to  p(x_s | x_t, y)^gamma  p(x_s | x_t)^(1 - gamma).
-gamma = 0 samples the unconditional model, 1 the conditional one, > 1 sharpens towards y. Both
-predictions come from one batched forward pass with labels [y, null].
+model:  p_gamma(x_s | x_t, y)  proportional to  p(x_s | x_t, y)^gamma  p(x_s | x_t)^(1 - gamma)
+(diffusion; for AR the same tempering of p(x_i | x_<i, y) and p(x_i | x_<i)). gamma = 0 samples the
+unconditional model, 1 the conditional one, > 1 sharpens towards y. Both distributions come from
+one batched forward pass with labels [y, null].
 """
 
 from __future__ import annotations
 
 import torch
 
-from .base import Guidance, Step, normalize
+from .base import AUTOREGRESSIVE, DIFFUSION, Guidance, normalize
 
 
 class CFG(Guidance):
     """`condition`: the target class; `null_class`: the label id meaning "no label"."""
 
+    families = (DIFFUSION, AUTOREGRESSIVE)
+
     def __init__(self, gamma: float, condition: int, null_class: int):
         self.gamma, self.condition, self.null_class = float(gamma), int(condition), int(null_class)
 
-    def log_probs(self, step: Step) -> torch.Tensor:
-        b = step.xt.shape[0]
-        labels = torch.cat([torch.full((b,), self.condition), torch.full((b,), self.null_class)]).to(step.xt.device)
-        log_x = step.predict(step.xt.repeat(2, 1), labels, step.sigma_t.repeat(2))
-        conditional, unconditional = step.log_posterior(log_x).chunk(2)
+    def log_probs(self, step) -> torch.Tensor:
+        b, device = step.batch_size, step.device
+        labels = torch.cat([torch.full((b,), self.condition), torch.full((b,), self.null_class)]).to(device)
+        conditional, unconditional = step.log_probs_for(labels).chunk(2)
         return normalize(temper(conditional, unconditional, self.gamma))
 
 

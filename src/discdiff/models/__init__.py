@@ -1,6 +1,6 @@
 """Neural backbones."""
 
-from .classifier import DiTClassifier
+from .classifier import DiTClassifier, HiddenStateClassifier
 from .dit import (
     DiT,
     KVCache,
@@ -10,5 +10,5 @@ from .dit import (
     flops_per_token,
 )
 
-__all__ = ["DiT", "DiTClassifier", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
+__all__ = ["DiT", "DiTClassifier", "HiddenStateClassifier", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
            "flops_per_token"]

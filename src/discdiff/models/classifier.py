@@ -1,14 +1,19 @@
-"""A noisy (time-conditioned) sequence classifier for classifier-based guidance (D-CBG).
+"""Sequence classifiers for guidance and evaluation.
 
-The encoder is a non-causal DiT: its blocks run as in the denoiser and its last hidden states
-(B, L, D) are pooled over positions and mapped to class log-probabilities by a linear head:
+`DiTClassifier`: a DiT encoder whose last hidden states (B, L, D) are pooled over positions and
+mapped to class log-probabilities by a linear head:
 
-    h = DiT(x, sigma, return_hidden=True)[1]         (B, L, D)
-    log p(y | x_t) = log_softmax(Linear(LayerNorm(pool(h))))   (B, C)
+    h = DiT(x, sigma, return_hidden=True)[1]                     (B, L, D)
+    log p(y | x_t) = log_softmax(Linear(LayerNorm(pool(h))))       (B, C)
 
-`forward(x, sigma)` takes token ids (B, L) or a float one-hot / relaxed distribution (B, L, V)
-(embedded as ``x @ token_embedding.weight``, so first-order guidance can differentiate with
-respect to it), which is the classifier signature `discdiff.guidance.CBG` expects.
+time-conditioned for D-CBG (noisy x_t), or not (clean x0, evaluation). With causal=True it is a
+FUDGE prefix classifier: no pooling, a prediction log p(y | x_<=i) at every position i (B, L, C),
+and `forward` returns the last position's. `forward(x, sigma)` takes token ids (B, L) or a float
+one-hot / relaxed distribution (B, L, V) (embedded as ``x @ token_embedding.weight``, so
+first-order guidance can differentiate with respect to it).
+
+`HiddenStateClassifier`: a linear head on the mean of a frozen generator's last hidden states,
+for NOS (diffusion) and PPLM (AR); it carries the generator and splits it at those states.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ class DiTClassifier(nn.Module):
             (a clean classifier trained on x0).
         pooling: "mean" (over all positions) or "max".
         dropout: residual dropout in the DiT blocks.
+        causal: a prefix classifier (FUDGE): causal attention, one prediction per position.
     """
 
     def __init__(self, vocab_size: int, length: int, num_classes: int, size="micro", *,
-                 time_conditioning: bool = True, pooling: str = "mean", dropout: float = 0.1):
+                 time_conditioning: bool = True, pooling: str = "mean", dropout: float = 0.1,
+                 causal: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling '{pooling}'; allowed: {', '.join(POOLINGS)}")
@@ -56,19 +63,23 @@ class DiTClassifier(nn.Module):
         else:
             dims = dict(size)
         self.vocab_size, self.length, self.num_classes = vocab_size, length, num_classes
-        self.pooling, self.time_conditioning = pooling, time_conditioning
-        self.encoder = DiT(vocab_size, length, dropout=dropout, causal=False, num_classes=None,
+        self.pooling, self.time_conditioning, self.causal = pooling, time_conditioning, causal
+        self.encoder = DiT(vocab_size, length, dropout=dropout, causal=causal, num_classes=None,
                            time_conditioning=time_conditioning, **dims)
         self.encoder.final = _SkipHead()
         self.norm = nn.LayerNorm(self.encoder.hidden_size)
         self.classify = nn.Linear(self.encoder.hidden_size, num_classes)
 
     @property
+    def backbone(self) -> DiT:
+        return self.encoder
+
+    @property
     def token_embedding(self) -> nn.Embedding:
         return self.encoder.token_embedding
 
-    def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
-        """Unnormalised class scores (B, C) for ids (B, L) or a one-hot / relaxed (B, L, V)."""
+    def hidden(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Last hidden states (B, L, D) for ids (B, L) or a one-hot / relaxed (B, L, V)."""
         if x.is_floating_point():
             if x.shape[-1] != self.vocab_size:
                 raise ValueError(f"one-hot input has {x.shape[-1]} columns, the vocabulary {self.vocab_size}")
@@ -76,9 +87,83 @@ class DiTClassifier(nn.Module):
             _, hidden = self.encoder(inputs_embeds=x.to(weight.dtype) @ weight, sigma=sigma, return_hidden=True)
         else:
             _, hidden = self.encoder(x, sigma, return_hidden=True)
-        pooled = hidden.mean(1) if self.pooling == "mean" else hidden.amax(1)
+        return hidden
+
+    def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Unnormalised class scores (B, C); a prefix classifier's are those of the last position."""
+        hidden = self.hidden(x, sigma)
+        if self.causal:
+            pooled = hidden[:, -1]
+        else:
+            pooled = hidden.mean(1) if self.pooling == "mean" else hidden.amax(1)
         return self.classify(self.norm(pooled.float()))
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """log p(y | x) (B, C) in float32."""
         return self.logits(x, sigma).float().log_softmax(-1)
+
+    def training_log_probs(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """What the training loss scores: log p(y | x) (B, C), or for a prefix classifier the
+        prediction at every prefix (B, L, C)."""
+        if not self.causal:
+            return self(x, sigma)
+        return self.classify(self.norm(self.hidden(x, sigma).float())).log_softmax(-1)
+
+
+class HiddenStateClassifier(nn.Module):
+    """p(y | h) = softmax(Linear(LayerNorm(mean_l h_l))) on a frozen generator's last hidden states.
+
+    `generator`: a discdiff language model (anything with `denoiser(x, sigma, cond,
+    return_hidden=True)` and `decode_hidden(hidden, sigma, cond)`, and a `backbone` with
+    `hidden_size` and `causal`); its weights are frozen and travel with the classifier, so NOS and
+    PPLM can check they guide the very generator the head was trained on. For a causal generator
+    the head is trained on the mean of every prefix (PPLM scores prefixes); otherwise on the whole
+    sequence of a noisy x_t (NOS).
+    """
+
+    def __init__(self, generator: nn.Module, num_classes: int):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
+        self.generator = generator.eval().requires_grad_(False)
+        self.num_classes, self.causal = num_classes, bool(generator.backbone.causal)
+        self.vocab_size = generator.backbone.vocab_size
+        size = generator.backbone.hidden_size
+        self.norm = nn.LayerNorm(size)
+        self.linear = nn.Linear(size, num_classes)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.generator.backbone
+
+    def train(self, mode: bool = True) -> "HiddenStateClassifier":
+        super().train(mode)
+        self.generator.eval()  # frozen: no dropout in the features, in training or not
+        return self
+
+    def hidden(self, x: torch.Tensor, sigma=None, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, L, V), last hidden states (B, L, D)) of the generator."""
+        return self.generator.denoiser(x, sigma, cond, return_hidden=True)
+
+    def decode(self, hidden: torch.Tensor, sigma=None, cond=None) -> torch.Tensor:
+        """The generator's logits (B, L, V) for hidden states (B, L, D)."""
+        return self.generator.decode_hidden(hidden, sigma, cond)
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log p(y | h) (B, C) from the mean of hidden states (B, L, D)."""
+        return self.linear(self.norm(hidden.float().mean(1))).log_softmax(-1)
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """log p(y | x) (B, C) for token ids (B, L)."""
+        with torch.no_grad():
+            hidden = self.hidden(x, sigma)[1]
+        return self.classify(hidden)
+
+    def training_log_probs(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """log p(y | x) (B, C); for a causal generator the prediction of every prefix mean (B, L, C)."""
+        with torch.no_grad():
+            hidden = self.hidden(x, sigma)[1].float()
+        if not self.causal:
+            return self.classify(hidden)
+        counts = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)[:, None]
+        return self.linear(self.norm(hidden.cumsum(1) / counts)).log_softmax(-1)

@@ -1,27 +1,25 @@
-"""Left-to-right sampling from a causal DiT.
+"""Left-to-right sampling from a causal DiT, optionally guided.
 
-Every sequence starts with ``bos_id``; the remaining ``length - 1`` tokens are
-drawn one at a time with the Gumbel-max trick (``argmax(logits / T + G)``,
-``G ~ Gumbel(0, 1)`` from the given ``torch.Generator``), or greedily.
+Every sequence starts with ``bos_id``; the remaining ``length - 1`` tokens are drawn one at a time
+with the Gumbel-max trick (``argmax(log_p / T + G)``, ``G ~ Gumbel(0, 1)`` from the given
+``torch.Generator``), or greedily. ``log_p`` is the model's next-token distribution, or the one a
+guidance strategy (``discdiff.guidance``: CFG, FUDGE, PPLM) makes of a `TokenStep`.
 
-``logits_hook(prefix_ids, next_logits)`` is the extension point for guided
-decoding (classifier-free guidance, FUDGE, PPLM): it receives the prefix
-(B, i) and the fp32 next-token logits (B, V) and returns (B, V) logits or
-log-probabilities, which are then sampled from. The network call itself runs
-under ``torch.no_grad``; the hook runs outside it, so it may compute gradients.
+Decoding is incremental: each stack of label rows a strategy asks for (the plain batch; CFG's
+[y, null] stack) keeps its own KV cache, so every step feeds only the new token to the network.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
 
+from ..guidance import Guidance, TokenStep
+from ..guidance.base import AUTOREGRESSIVE
 from ..processes import sample_categorical
 from .diffusion import SampleOutput
-
-LogitsHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _labels(cond, batch_size: int, device) -> torch.Tensor | None:
@@ -32,14 +30,47 @@ def _labels(cond, batch_size: int, device) -> torch.Tensor | None:
     return cond.expand(batch_size) if cond.numel() == 1 else cond
 
 
-def _next_logits(model, tokens, i, cond, cache) -> torch.Tensor:
-    """fp32 logits (B, V) for position i given tokens[:, :i] (one network call)."""
-    with torch.no_grad():
-        if cache is None:
-            logits = model(tokens[:, :i], None, cond)
-        else:
-            logits = model(tokens[:, cache.length:i], None, cond, kv_cache=cache)
-    return logits[:, -1].float()
+class IncrementalDecoder:
+    """Next-token logits of a causal model for growing prefixes, one KV cache per key.
+
+    A key's first call fixes its batch of rows; later calls feed only the positions added since
+    its previous call. With ``use_cache=False`` every call recomputes the whole prefix (the
+    reference path). Hidden states are kept per key when first asked for with ``hidden=True``.
+    """
+
+    def __init__(self, model, length: int, use_cache: bool = True):
+        self.model, self.length, self.use_cache = model, length, use_cache
+        self.caches: dict[str, object] = {}
+        self.hiddens: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _run(self, prefix: torch.Tensor, labels, key: str, hidden: bool):
+        i = prefix.shape[1]
+        if not self.use_cache:
+            logits, h = self.model(prefix, None, labels, return_hidden=True)
+            return logits[:, -1].float(), h
+        if key not in self.caches:
+            self.caches[key] = self.model.new_kv_cache(prefix.shape[0], self.length, prefix.device)
+            if hidden:
+                self.hiddens[key] = prefix.new_zeros((prefix.shape[0], self.length, self.model.hidden_size),
+                                                     dtype=torch.float32)
+        cache = self.caches[key]
+        start = cache.length
+        logits, h = self.model(prefix[:, start:i], None, labels, kv_cache=cache, return_hidden=True)
+        if key in self.hiddens:
+            self.hiddens[key][:, start:i] = h.float()
+        elif hidden:
+            raise ValueError(f"decoder '{key}' was started without hidden states")
+        return logits[:, -1].float(), self.hiddens[key][:, :i] if hidden else None
+
+    def logits(self, prefix: torch.Tensor, labels, key: str) -> torch.Tensor:
+        """fp32 logits (B, V) of the token after `prefix` (B, i)."""
+        return self._run(prefix, labels, key, hidden=False)[0]
+
+    def logits_and_hidden(self, prefix: torch.Tensor, labels, key: str):
+        """(fp32 logits (B, V), fp32 last hidden states of the prefix (B, i, D))."""
+        logits, h = self._run(prefix, labels, key, hidden=True)
+        return logits, h.float()
 
 
 def sample_autoregressive(
@@ -49,11 +80,11 @@ def sample_autoregressive(
     bos_id: int,
     *,
     cond=None,
+    guidance: Optional[Guidance] = None,
     use_cache: bool = True,
     argmax: bool = False,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    logits_hook: LogitsHook | None = None,
     progress: bool = False,
 ) -> SampleOutput:
     """Generate ``num_samples`` sequences of ``length`` tokens (BOS included).
@@ -61,35 +92,36 @@ def sample_autoregressive(
     Args:
         model: causal DiT (``model.causal``), called as ``model(x, None, cond)``.
         cond: None, an int or (B,) class ids passed to the model on every call.
-        use_cache: incremental decoding with a KV cache; False recomputes the
-            whole prefix each step (the reference path).
+        guidance: a strategy for autoregressive models (CFG, FUDGE, PPLM); None samples the model.
+        use_cache: incremental decoding with KV caches; False recomputes the whole prefix each
+            step (the reference path).
         argmax: greedy decoding instead of sampling.
-        temperature: logits are divided by it after ``logits_hook``.
+        temperature: log-probabilities are divided by it before sampling.
         generator: torch.Generator for the Gumbel noise (any device).
-        logits_hook: ``(prefix_ids (B, i), next_logits (B, V)) -> (B, V)``;
-            prefix_ids is a read-only view into the output buffer.
         progress: show a tqdm bar.
 
     Returns:
-        SampleOutput with tokens (B, length) and nfe == length - 1 network calls.
+        SampleOutput with tokens (B, length) and nfe, the number of network calls (length - 1
+        unguided; a strategy's extra or batched calls count once each).
     """
     if not getattr(model, "causal", False):
         raise ValueError("sample_autoregressive needs a causal model")
     if not argmax and temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); use argmax=True")
+    if guidance is not None:
+        guidance.check_family(AUTOREGRESSIVE)
     device = next(model.parameters()).device
     tokens = torch.full((num_samples, length), bos_id, dtype=torch.long, device=device)
     labels = _labels(cond, num_samples, device)
-    cache = model.new_kv_cache(num_samples, length, device) if use_cache else None
+    decoder = IncrementalDecoder(model, length, use_cache)
     was_training, nfe = model.training, 0
     model.eval()
     try:
         for i in tqdm(range(1, length), disable=not progress, desc="AR sampling"):
-            logits = _next_logits(model, tokens, i, labels, cache)
-            nfe += 1
-            if logits_hook is not None:
-                logits = logits_hook(tokens[:, :i], logits)
-            tokens[:, i] = logits.argmax(-1) if argmax else sample_categorical(logits / temperature, generator)
+            step = TokenStep(tokens[:, :i], decoder.logits, decoder.logits_and_hidden, labels)
+            log_p = step.log_probs() if guidance is None else guidance.log_probs(step)
+            nfe += step.nfe
+            tokens[:, i] = log_p.argmax(-1) if argmax else sample_categorical(log_p / temperature, generator)
     finally:
         model.train(was_training)
     return SampleOutput(tokens=tokens, nfe=nfe)

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..guidance import Guidance, Step
+from ..guidance.base import DIFFUSION
 from ..objectives import Denoiser, predict
 from ..processes import DiscreteProcess, sample_categorical
 from ..schedules import NoiseSchedule
@@ -55,6 +56,8 @@ def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser
     time_conditioned: whether the denoiser reads sigma; only a time-independent denoiser may use
     the no-change cache.
     """
+    if guidance is not None:
+        guidance.check_family(DIFFUSION)
     xt = process.sample_prior(shape, device=device, generator=generator)
     times = time_grid(steps, eps, device=xt.device)
     dtype = torch.float64 if float64 else torch.float32

@@ -1,40 +1,46 @@
-"""The Lightning module of `discdiff train-classifier`: a noisy classifier p(y | x_t) for D-CBG.
+"""The Lightning module of `discdiff train-classifier`: a classifier p(y | x) for guidance or evaluation.
 
-Each training sequence x0 is corrupted by the generator family's forward process at a time
-t ~ U[eps, 1] (eps = training.sampling_eps; antithetic when training.antithetic_sampling), the
-classifier reads x_t and sigma(t) of the configured noise schedule, and the loss is the
-cross-entropy of the label. With classifier.clean=true it reads x0 at sigma 0 instead (an
-evaluation classifier). Validation uses fixed noise per batch and logs cross-entropy, accuracy
-and per-class precision / recall; reseeding, resumption and the EMA are those of generator runs.
+`classifier.kind` picks what it reads (`discdiff.factory.build_classifier`):
+- noisy: x_t of the generator family's forward process at t ~ U[eps, 1] and sigma(t), for D-CBG;
+- clean: x0 (an evaluation classifier);
+- prefix: every prefix of x0, one prediction per position (FUDGE);
+- head: the last hidden states of a frozen trained generator (`classifier.generator`), on the
+  generator's own noisy inputs (NOS) or clean prefixes (PPLM).
+The loss is the cross-entropy of the label (averaged over positions for prefix predictions).
+Validation scores whole sequences with fixed noise per batch and logs cross-entropy, accuracy and
+per-class precision / recall; reseeding, resumption and the EMA are those of generator runs.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import default_config
-from ..factory import NUM_CLASSES, build_classifier, build_noising
-from ..objectives import sample_times
+from ..factory import NUM_CLASSES, build_classifier, build_language_model
 from .module import ResumableModule
 
 
 class LitClassifier(ResumableModule):
     kind = "classifier"
 
-    def __init__(self, config: dict, vocab: dict):
+    def __init__(self, config: dict, vocab: dict, generator: Optional[dict] = None):
         """config: the resolved run configuration as a plain dict; vocab: vocab_size and the
-        special token ids of the tokenizer (so a checkpoint rebuilds the network by itself)."""
+        special token ids of the tokenizer (so a checkpoint rebuilds the network by itself);
+        generator: for classifier.kind=head, the generator's {"config", "vocab"} (its weights
+        are part of this module's state)."""
         super().__init__()
         self.save_hyperparameters()
         self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
         if self.cfg.data.label_col is None:
             raise ValueError("a classifier needs labels: set data.label_col (qm9: qed or ring_count)")
-        self.classifier = build_classifier(self.cfg, vocab["vocab_size"])
-        self.clean = bool(self.cfg.classifier.clean)
-        self.process, self.schedule = (None, None) if self.clean else build_noising(
-            self.cfg, vocab["vocab_size"], vocab["mask_id"])
+        lm = None
+        if generator is not None:
+            lm = build_language_model(OmegaConf.merge(default_config(), generator["config"]), **generator["vocab"])
+        self.classifier, self.corrupt = build_classifier(self.cfg, vocab, lm)
         self._init_resumable()
         self._val_sums = self._confusion = None
 
@@ -42,20 +48,16 @@ class LitClassifier(ResumableModule):
     def network(self) -> torch.nn.Module:
         return self.classifier
 
-    def inputs(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(x_t, sigma_t) at random times, or (x0, None) for a clean classifier."""
-        if self.clean:
-            return x0, None
-        t = self.cfg.training
-        times = sample_times(x0.shape[0], antithetic=bool(t.antithetic_sampling), eps=t.sampling_eps,
-                             device=x0.device)
-        return self.process.sample_xt(x0, self.schedule.alpha(times)), self.schedule.sigma(times)
-
-    def scores(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log p(y | x_t) (B, C), cross-entropy per sequence (B,))."""
-        xt, sigma = self.inputs(batch["input_ids"])
-        log_p = self.classifier(xt, sigma)
-        return log_p, F.nll_loss(log_p, batch["label"], reduction="none")
+    def scores(self, batch, whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(y | x) (B, C) or per prefix (B, L, C), cross-entropy per sequence (B,)); whole=True
+        scores whole sequences only (validation)."""
+        x, sigma = self.corrupt(batch["input_ids"])
+        log_p = self.classifier(x, sigma) if whole else self.classifier.training_log_probs(x, sigma)
+        labels = batch["label"]
+        if log_p.dim() == 3:  # one prediction per prefix
+            ce = F.nll_loss(log_p.transpose(1, 2), labels[:, None].expand(-1, log_p.shape[1]), reduction="none")
+            return log_p[:, -1], ce.mean(1)
+        return log_p, F.nll_loss(log_p, labels, reduction="none")
 
     def training_step(self, batch, batch_idx):
         self.reseed()
@@ -77,7 +79,7 @@ class LitClassifier(ResumableModule):
     def validation_step(self, batch, batch_idx):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.seed + batch_idx)
-            log_p, ce = self.scores(batch)
+            log_p, ce = self.scores(batch, whole=True)
         labels = batch["label"]
         self._val_sums += torch.stack([ce.double().sum(), torch.tensor(float(ce.numel()), device=self.device,
                                                                        dtype=torch.float64)])

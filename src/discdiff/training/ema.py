@@ -15,7 +15,8 @@ from torch import nn
 
 
 class EMA:
-    """Shadow copies of a module's floating-point parameters, updated after each optimizer step."""
+    """Shadow copies of a module's trainable floating-point parameters (frozen ones, such as the
+    generator inside a NOS / PPLM head, never change), updated after each optimizer step."""
 
     def __init__(self, module: nn.Module, decay: float):
         self.decay, self.num_updates = decay, 0
@@ -23,7 +24,7 @@ class EMA:
 
     @staticmethod
     def _params(module: nn.Module):
-        return [p for p in module.parameters() if p.dtype.is_floating_point]
+        return [p for p in module.parameters() if p.dtype.is_floating_point and p.requires_grad]
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:

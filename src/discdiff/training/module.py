@@ -63,7 +63,8 @@ class ResumableModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         fused = torch.cuda.is_available() and next(self.parameters()).is_cuda
-        optimizer = torch.optim.AdamW(self.network.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
                                       weight_decay=o.weight_decay, fused=fused or None)
         s = self.cfg.lr_scheduler
         schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, total_steps=self.cfg.trainer.max_steps,

@@ -155,26 +155,57 @@ def train(cfg: DictConfig) -> Path:
 
 
 def check_classifier_config(cfg: DictConfig) -> None:
-    """Refuse a classifier run that cannot be trained: no labels, or noise of an AR model."""
+    """Refuse a classifier run that cannot be trained: no labels, an unknown kind, noise of an AR
+    model, or a head without its generator."""
+    from ..factory import CLASSIFIER_KINDS
+
+    c = cfg.classifier
     if cfg.data.label_col is None:
         raise ConfigError("train-classifier needs labels: set data.label_col (qm9: qed or ring_count)")
-    if cfg.parameterization == "ar" and not cfg.classifier.clean:
+    if c.kind not in CLASSIFIER_KINDS:
+        raise ConfigError(f"unknown classifier.kind '{c.kind}'; allowed: {', '.join(CLASSIFIER_KINDS)}")
+    if c.kind == "noisy" and cfg.parameterization == "ar":
         raise ConfigError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
-                          "(or classifier.clean=true for a clean classifier)")
+                          "(classifier.kind=prefix or head serve AR models, kind=clean evaluates)")
+    if (c.kind == "head") != (c.generator is not None):
+        raise ConfigError("classifier.generator=RUN_DIR goes with classifier.kind=head, and only with it")
+
+
+def _generator(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """For classifier.kind=head: the generator (EMA weights), after checking it reads the same data;
+    its tokenizer becomes the classifier's."""
+    if cfg.classifier.kind != "head":
+        return None
+    import shutil
+
+    from ..pipeline import load
+
+    pipe = load(cfg.classifier.generator, device="cpu")
+    for key in ("name", "length"):
+        if pipe.cfg.data[key] != cfg.data[key]:
+            raise ConfigError(f"data.{key}={cfg.data[key]} differs from the generator's "
+                              f"{pipe.cfg.data[key]}; a head classifier reads the generator's data")
+    if not (run_dir / "tokenizer").exists():
+        shutil.copytree(pipe.run_dir / "tokenizer", run_dir / "tokenizer")
+    return {"config": OmegaConf.to_container(pipe.cfg), "vocab": vocab_info(pipe.tokenizer), "lm": pipe.lm}
 
 
 def train_classifier(cfg: DictConfig) -> Path:
-    """Train (or resume) a noisy classifier on x_t of the configured process and noise schedule
-    (data.label_col gives the labels); the run folder is laid out like a generator's."""
+    """Train (or resume) the classifier of `classifier.kind` (data.label_col gives the labels);
+    the run folder is laid out like a generator's."""
     from .classifier_module import LitClassifier
 
     check_classifier_config(cfg)
     run_dir, resume = _prepare_run_dir(cfg, kind="classifier")
+    generator = _generator(cfg, run_dir)
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer))
+    lm = generator.pop("lm") if generator else None
+    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer), generator)
+    if lm is not None:
+        module.classifier.generator.load_state_dict(lm.state_dict())
     if cfg.trainer.compile:
-        module.classifier.encoder.compile()
+        module.classifier.backbone.compile()
     trainer = build_trainer(cfg, run_dir, monitor="val/ce")
     trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
     return run_dir
