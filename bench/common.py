@@ -31,9 +31,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def build(args):
+def build(args, conditional: bool = False):
+    """The language model of --algo / --model for --shape (label-conditional with two classes and
+    a null class when `conditional`), on --device."""
     shape = SHAPES[args.shape]
-    cfg = compose([f"algo={args.algo}", f"model={args.model}", f"data.length={shape['length']}", "model.dropout=0.0"])
+    overrides = [f"algo={args.algo}", f"model={args.model}", f"data.length={shape['length']}", "model.dropout=0.0"]
+    cfg = compose(overrides + (["data.label_col=qed"] if conditional else []))
     v = shape["vocab_size"]
     lm = build_language_model(cfg, vocab_size=v, mask_id=v - 1, bos_id=1).to(args.device)
     if args.compile:

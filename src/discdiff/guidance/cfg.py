@@ -4,7 +4,7 @@ Per position, the step distribution is tempered between the conditional and the 
 model:  p_gamma(x_s | x_t, y)  proportional to  p(x_s | x_t, y)^gamma  p(x_s | x_t)^(1 - gamma)
 (diffusion; for AR the same tempering of p(x_i | x_<i, y) and p(x_i | x_<i)). gamma = 0 samples the
 unconditional model, 1 the conditional one, > 1 sharpens towards y. Both distributions come from
-one batched forward pass with labels [y, null].
+one batched forward pass with labels [y, null] (gamma = 0 and 1 need only one of them).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class CFG(Guidance):
 
     def log_probs(self, step) -> torch.Tensor:
         b, device = step.batch_size, step.device
+        if self.gamma in (0.0, 1.0):  # the unconditional / conditional model alone: one pass of B rows
+            label = self.condition if self.gamma == 1.0 else self.null_class
+            return step.log_probs_for(torch.full((b,), label, device=device))
         labels = torch.cat([torch.full((b,), self.condition), torch.full((b,), self.null_class)]).to(device)
         conditional, unconditional = step.log_probs_for(labels).chunk(2)
         return normalize(temper(conditional, unconditional, self.gamma))

@@ -2,13 +2,15 @@
 
 Given hidden states h (B, L, D) that a head `decode` maps to logits (B, L, V) and a classifier
 `classify(h) -> log p(y | h)` (B, C) on the same features, a perturbation delta (initially 0) takes
-`num_steps` normalised gradient steps of length `step_size` on
+`num_steps` normalised gradient steps on
 
     gamma * (-log p(y | h + delta))  +  stability * sum_l KL( p(. | h_l + delta_l) || p(. | h_l) )
 
 (NOS: Gruver et al. 2023, Eq. 5; PPLM: Dathathri et al. 2020, Sec. 3.2, here on the last hidden
 states rather than the attention history). The KL keeps the perturbed prediction close to the
-model's own; gamma = 0 leaves h unchanged.
+model's own; gamma = 0 leaves h unchanged. Each step moves delta by `step_size` times the size of
+the hidden states (root mean square over positions of their L2 norms; the gradient is normalised
+the same way), so one step size suits networks of any width.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def perturb_hidden(hidden: torch.Tensor, decode: Callable, classify: Callable, c
         return hidden
     with torch.no_grad():
         reference = decode(hidden).float().log_softmax(-1)
-    delta = torch.zeros_like(hidden)
+    delta, scale = torch.zeros_like(hidden), _rms_norm(hidden)
     for _ in range(num_steps):
         with torch.enable_grad():
             delta.requires_grad_(True)
@@ -35,9 +37,13 @@ def perturb_hidden(hidden: torch.Tensor, decode: Callable, classify: Callable, c
             kl = (log_p.exp() * (log_p - reference)).sum(-1).sum(-1)  # (B,)
             loss = (-gamma * classify(h)[:, condition].float() + stability * kl).sum()
             (grad,) = torch.autograd.grad(loss, delta)
-        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # one step length per sequence
-        delta = (delta - step_size * grad / norm).detach()
+        delta = (delta - step_size * scale * grad / _rms_norm(grad).clamp_min(1e-12)).detach()
     return hidden + delta
+
+
+def _rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """Root mean square over positions of the per-position L2 norms: (B, L, D) -> (B, 1, 1)."""
+    return x.pow(2).sum(-1).mean(-1).sqrt()[:, None, None]
 
 
 def check_options(num_steps: int, step_size: float, stability: float) -> None:
