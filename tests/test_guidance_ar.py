@@ -157,3 +157,19 @@ def test_nos_with_gamma_zero_is_unguided_and_moves_it_otherwise(process):
     assert not torch.equal(run(NOS(head, 5.0, 1, num_steps=2, step_size=2.0)), plain)
     with pytest.raises(ValueError, match="does not apply to diffusion"):
         run(PPLM(head, 1.0, 1))
+
+
+def test_prefix_classifier_continuations_match_full_sequences():
+    from discdiff.models import DiTClassifier
+
+    torch.manual_seed(0)
+    clf = DiTClassifier(11, 8, 2, dict(n_blocks=2, hidden_size=32, n_heads=4, cond_dim=16), causal=True,
+                        time_conditioning=False, dropout=0.0).eval()
+    for p in clf.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    prefix, tokens = torch.randint(0, 11, (3, 5)), torch.randint(0, 11, (3, 4))
+    fast = clf.continuation_log_probs(prefix, tokens)  # (3, 4, 2)
+    full = clf(torch.cat([prefix.repeat_interleave(4, 0), tokens.reshape(-1, 1)], 1)).view(3, 4, 2)
+    assert torch.allclose(fast, full, atol=1e-5)
+    per_position = clf.training_log_probs(torch.cat([prefix, tokens[:, :1]], 1))  # (3, 6, 2)
+    assert torch.allclose(per_position[:, -1], fast[:, 0], atol=1e-5)

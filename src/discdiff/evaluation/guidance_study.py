@@ -26,6 +26,8 @@ from .qm9 import DEFAULT_PROPERTIES, _data_row, _samples_row, split_samples, wri
 
 TABLE = "guidance"
 KEY = ("model", "method", "gamma", "seed")
+LEADING = ("model", "method", "gamma", "condition", "seed", "steps", "num_samples", "nfe", "sampling_seconds",
+           "valid", "unique", "novel", "valid_frac", "unique_frac", "novel_frac")
 
 
 def sweep(sample: Callable[[float, int], tuple[list[str], int, dict]], *, gammas: Iterable[float],
@@ -63,9 +65,14 @@ def merge(out_dir: Path, rows: list[dict], reference: dict) -> list[dict]:
     kept = json.loads(path.read_text()) if path.exists() else []
     new = {tuple(row[k] for k in KEY) for row in rows}
     table = [r for r in kept if r.get("method") != "data" and tuple(r.get(k) for k in KEY) not in new]
-    table = [reference, *table, *rows]
+    table = [_ordered(row) for row in (reference, *table, *rows)]
     write_metrics(table, out_dir, TABLE)
     return table
+
+
+def _ordered(row: dict) -> dict:
+    """The row with the setting columns first (empty where a row has none, as the data row)."""
+    return {**{k: row.get(k, "") for k in LEADING}, **row}
 
 
 def pareto_plot(table: list[dict], path: Path, prop: str = "qed") -> None:

@@ -38,7 +38,12 @@ class FUDGE(Guidance):
 
     @torch.no_grad()
     def scores(self, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(y | prefix, v) (B, k) for the candidate next tokens `tokens` (B, k)."""
+        """log p(y | prefix, v) (B, k) for the candidate next tokens `tokens` (B, k). A classifier with
+        `continuation_log_probs(prefix, tokens) -> (B, k, C)` (discdiff's prefix classifier: the
+        prefix runs once) is asked for all k at once; any other callable scores the k sequences."""
+        continuation = getattr(self.classifier, "continuation_log_probs", None)
+        if continuation is not None:
+            return continuation(prefix, tokens)[..., self.condition].float()
         b, k = tokens.shape
         candidates = torch.cat([prefix.repeat_interleave(k, 0), tokens.reshape(-1, 1)], dim=1)  # (B k, i + 1)
         rows = max(1, self.max_candidates)

@@ -102,6 +102,18 @@ class DiTClassifier(nn.Module):
         """log p(y | x) (B, C) in float32."""
         return self.logits(x, sigma).float().log_softmax(-1)
 
+    @torch.no_grad()
+    def continuation_log_probs(self, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """A prefix classifier's log p(y | prefix, v) (B, k, C) for candidate next tokens (B, k): the
+        prefix (B, i) runs once into a KV cache, which each of its k continuations then reads."""
+        if not self.causal:
+            raise ValueError("continuation scores need a prefix classifier (classifier.kind=prefix)")
+        (b, i), k = prefix.shape, tokens.shape[1]
+        cache = self.encoder.new_kv_cache(b, i + 1)
+        self.encoder(prefix, None, kv_cache=cache)
+        _, hidden = self.encoder(tokens.reshape(-1, 1), None, kv_cache=cache.repeat_rows(k), return_hidden=True)
+        return self.classify(self.norm(hidden[:, -1].float())).log_softmax(-1).view(b, k, -1)
+
     def training_log_probs(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """What the training loss scores: log p(y | x) (B, C), or for a prefix classifier the
         prediction at every prefix (B, L, C)."""

@@ -71,6 +71,14 @@ class KVCache:
     def reset(self) -> None:
         self.length = 0
 
+    def repeat_rows(self, k: int) -> "KVCache":
+        """Each row's prefix repeated k times in place (row b becomes rows bk .. bk + k - 1), so k
+        continuations of every cached prefix decode in one batch."""
+        self.keys = [key.repeat_interleave(k, 0) for key in self.keys]
+        self.values = [value.repeat_interleave(k, 0) for value in self.values]
+        self.batch_size *= k
+        return self
+
 
 class DiT(nn.Module):
     """Transformer over token sequences conditioned on (sigma, class label).
