@@ -54,17 +54,28 @@ class Pipeline:
             return None
         if name not in GUIDANCE:
             raise ValueError(f"unknown guidance '{name}'; allowed: {', '.join(GUIDANCE)}")
-        strategy, kind, build = GUIDANCE[name]
+        strategy, kind, names = GUIDANCE[name]
         strategy.check_family(self.lm.family)
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f"guidance={name} has no option {', '.join(unknown)}; "
+                             f"allowed: {', '.join(names) or 'gamma, condition only'}")
+        settings = {names[key]: value for key, value in options.items()}  # absent: the class's defaults
         if kind is None:
-            return build(self, None, gamma, condition, options)
+            return self._cfg(gamma, condition)
         if classifier is None:
             raise ValueError(f"guidance={name} needs a classifier: guidance.classifier=RUN_DIR "
                              f"(a run folder of discdiff train-classifier classifier.kind={kind})")
         if isinstance(classifier, (str, Path)):
             classifier = load_classifier(classifier, device=self.device)
         self.check_classifier(classifier, condition, kind)
-        return build(self, classifier, gamma, condition, options)
+        return strategy(classifier, gamma, condition, **settings)
+
+    def _cfg(self, gamma: float, condition: int) -> CFG:
+        if self.lm.num_classes is None:
+            raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
+        self.labels(condition, 1)  # refuses a class the model does not have
+        return CFG(gamma, condition, null_class=self.lm.num_classes)
 
     def check_classifier(self, classifier, condition: int, kind: str) -> None:
         """Refuse a loaded classifier that cannot guide this model: another kind than the method
@@ -122,36 +133,17 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
-def _cfg(pipe, _classifier, gamma, condition, _options):
-    if pipe.lm.num_classes is None:
-        raise ValueError("guidance=cfg needs a label-conditional model (train with data.label_col=...)")
-    pipe.labels(condition, 1)  # refuses a class the model does not have
-    return CFG(gamma, condition, null_class=pipe.lm.num_classes)
-
-
-def _cbg(_pipe, classifier, gamma, condition, options):
-    return CBG(classifier, gamma, condition, first_order=bool(options.get("first_order", False)))
-
-
-def _nos(_pipe, classifier, gamma, condition, options):
-    return NOS(classifier, gamma, condition, num_steps=int(options.get("num_nos_steps", 5)),
-               step_size=float(options.get("nos_step_size", 0.1)),
-               stability_coef=float(options.get("nos_stability_coef", 0.01)))
-
-
-def _fudge(_pipe, classifier, gamma, condition, options):
-    return FUDGE(classifier, gamma, condition, topk=int(options.get("topk", 50)))
-
-
-def _pplm(_pipe, classifier, gamma, condition, options):
-    return PPLM(classifier, gamma, condition, num_steps=int(options.get("num_pplm_steps", 3)),
-                step_size=float(options.get("pplm_step_size", 0.1)),
-                stability_coef=float(options.get("pplm_stability_coef", 0.01)))
-
-
-#: guidance name -> (strategy class, classifier.kind it needs or None, builder)
-GUIDANCE = {"cfg": (CFG, None, _cfg), "cbg": (CBG, "noisy", _cbg), "nos": (NOS, "head", _nos),
-            "fudge": (FUDGE, "prefix", _fudge), "pplm": (PPLM, "head", _pplm)}
+#: guidance name -> (strategy class, classifier.kind it needs (None: no classifier),
+#: {config option: constructor argument})
+GUIDANCE = {
+    "cfg": (CFG, None, {}),
+    "cbg": (CBG, "noisy", {"first_order": "first_order"}),
+    "nos": (NOS, "head", {"num_nos_steps": "num_steps", "nos_step_size": "step_size",
+                          "nos_stability_coef": "stability_coef"}),
+    "fudge": (FUDGE, "prefix", {"topk": "topk"}),
+    "pplm": (PPLM, "head", {"num_pplm_steps": "num_steps", "pplm_step_size": "step_size",
+                            "pplm_stability_coef": "stability_coef"}),
+}
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:

@@ -8,9 +8,10 @@ Given hidden states h (B, L, D) that a head `decode` maps to logits (B, L, V) an
 
 (NOS: Gruver et al. 2023, Eq. 5; PPLM: Dathathri et al. 2020, Sec. 3.2, here on the last hidden
 states rather than the attention history). The KL keeps the perturbed prediction close to the
-model's own; gamma = 0 leaves h unchanged. Each step moves delta by `step_size` times the size of
-the hidden states (root mean square over positions of their L2 norms; the gradient is normalised
-the same way), so one step size suits networks of any width.
+model's own; gamma = 0 leaves h unchanged, larger gamma pulls harder. A step is
+delta <- delta - step_size * s^2 * gradient, with s the size of the hidden states (root mean square
+over positions of their L2 norms): the network normalises h before its heads, so gradients scale as
+1 / s and s^2 times them as s, and one step size suits networks of any width.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def perturb_hidden(hidden: torch.Tensor, decode: Callable, classify: Callable, c
             kl = (log_p.exp() * (log_p - reference)).sum(-1).sum(-1)  # (B,)
             loss = (-gamma * classify(h)[:, condition].float() + stability * kl).sum()
             (grad,) = torch.autograd.grad(loss, delta)
-        delta = (delta - step_size * scale * grad / _rms_norm(grad).clamp_min(1e-12)).detach()
+        delta = (delta - step_size * scale.square() * grad).detach()
     return hidden + delta
 
 

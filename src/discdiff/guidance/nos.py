@@ -37,7 +37,7 @@ class NOS(Guidance):
     families = (DIFFUSION,)
 
     def __init__(self, model: HiddenStateModel, gamma: float, condition: int, *, num_steps: int = 5,
-                 step_size: float = 0.1, stability_coef: float = 0.01):
+                 step_size: float = 0.02, stability_coef: float = 0.01):
         check_options(num_steps, step_size, stability_coef)
         self.model, self.gamma, self.condition = model, float(gamma), int(condition)
         self.num_steps, self.step_size, self.stability_coef = num_steps, step_size, stability_coef

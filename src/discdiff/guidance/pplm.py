@@ -1,16 +1,20 @@
 """PPLM for autoregressive models (Dathathri et al. 2020): steering through hidden states.
 
 At position i the causal model's last hidden state h_{i-1} (the one its head maps to the
-next-token logits) takes a few gradient steps towards the target class of a classifier that reads
-the mean of the prefix's hidden states h_{<i}, held close to the model's next-token distribution by
-a KL term (`discdiff.guidance.hidden.perturb_hidden`). The next token is drawn from the head's
-distribution at the perturbed state. The original perturbs the attention key/value history; this
-variant perturbs the last layer's output, which needs no access to the attention internals.
+next-token distribution p_delta(x_i)) takes a few gradient steps (`discdiff.guidance.hidden.
+perturb_hidden`) towards the target class of a classifier on the model's features, held close to
+the unperturbed next-token distribution by a KL term. As in PPLM the classifier scores the
+continuation: it reads the mean hidden state of the prefix followed by the expected next token
+(the token embeddings averaged under p_delta), so the gradient reaches h_{i-1} through the
+distribution it produces. The next token is drawn from p_delta at the perturbed state. The
+original perturbs the attention key/value history; this variant perturbs the last layer's
+output, which needs no access to the attention internals.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .base import AUTOREGRESSIVE, Guidance, TokenStep
 from .hidden import check_options, perturb_hidden
@@ -18,22 +22,32 @@ from .nos import HiddenStateModel
 
 
 class PPLM(Guidance):
-    """`model`: a `HiddenStateModel` on the sampled AR generator (classifier.kind=head)."""
+    """`model`: a `HiddenStateModel` on the sampled AR generator (classifier.kind=head) whose
+    `hidden` also takes token distributions (B, L, V)."""
 
     families = (AUTOREGRESSIVE,)
 
     def __init__(self, model: HiddenStateModel, gamma: float, condition: int, *, num_steps: int = 3,
-                 step_size: float = 0.1, stability_coef: float = 0.01):
+                 step_size: float = 0.05, stability_coef: float = 0.01):
         check_options(num_steps, step_size, stability_coef)
         self.model, self.gamma, self.condition = model, float(gamma), int(condition)
         self.num_steps, self.step_size, self.stability_coef = num_steps, step_size, stability_coef
 
     def log_probs(self, step: TokenStep) -> torch.Tensor:
         _, hidden = step.hidden()  # (B, i, D)
-        before, last = hidden[:, :-1], hidden[:, -1:]
-        decode = lambda h: self.model.decode(h, None, step.cond)
-        classify = lambda h: self.model.classify(torch.cat([before, h], 1))
-        last = perturb_hidden(last, decode, classify, self.condition, gamma=self.gamma, num_steps=self.num_steps,
-                              step_size=self.step_size, stability=self.stability_coef)
+        decode = lambda h: self.model.decode(h, None, step.cond)  # (B, 1, D) -> (B, 1, V)
+        prefix = None
+
+        def classify(last: torch.Tensor) -> torch.Tensor:
+            nonlocal prefix
+            expected = decode(last).float().softmax(-1)  # (B, 1, V)
+            if prefix is None:
+                prefix = F.one_hot(step.prefix, expected.shape[-1]).float()
+            _, states = self.model.hidden(torch.cat([prefix, expected], 1), None, step.cond)
+            return self.model.classify(states)
+
+        last = perturb_hidden(hidden[:, -1:], decode, classify, self.condition, gamma=self.gamma,
+                              num_steps=self.num_steps, step_size=self.step_size,
+                              stability=self.stability_coef)
         with torch.no_grad():
             return decode(last)[:, -1].float().log_softmax(-1)

@@ -80,14 +80,7 @@ class DiTClassifier(nn.Module):
 
     def hidden(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """Last hidden states (B, L, D) for ids (B, L) or a one-hot / relaxed (B, L, V)."""
-        if x.is_floating_point():
-            if x.shape[-1] != self.vocab_size:
-                raise ValueError(f"one-hot input has {x.shape[-1]} columns, the vocabulary {self.vocab_size}")
-            weight = self.token_embedding.weight
-            _, hidden = self.encoder(inputs_embeds=x.to(weight.dtype) @ weight, sigma=sigma, return_hidden=True)
-        else:
-            _, hidden = self.encoder(x, sigma, return_hidden=True)
-        return hidden
+        return self.encoder(x, sigma, return_hidden=True)[1]
 
     def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """Unnormalised class scores (B, C); a prefix classifier's are those of the last position."""

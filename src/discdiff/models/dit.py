@@ -13,9 +13,9 @@ is the null class used by classifier-free guidance (``cond=None`` also means
 null). With ``time_conditioning=False`` sigma is replaced by zeros.
 
 Guidance hooks:
-  * ``model.embed(x)`` returns the (B, L, D) embeddings that ``inputs_embeds``
-    accepts; a relaxed one-hot (B, L, V) feeds in as
-    ``onehot @ model.token_embedding.weight``.
+  * ``x`` may be token ids (B, L) or a one-hot / relaxed distribution (B, L, V),
+    embedded as ``x @ token_embedding.weight`` (gradients reach x);
+    ``model.embed(x)`` returns the (B, L, D) embeddings ``inputs_embeds`` accepts.
   * ``logits, hidden = model(x, sigma, cond, return_hidden=True)`` then
     ``model.head(hidden + delta, sigma, cond)`` recomputes logits of perturbed
     last hidden states.
@@ -130,8 +130,14 @@ class DiT(nn.Module):
 
     # ----------------------------------------------------------------- pieces
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, L) -> embeddings (B, L, D), the input ``inputs_embeds`` takes."""
-        return self.token_embedding(x)
+        """Token ids (B, L), or a one-hot / relaxed distribution over tokens (B, L, V) (embedded as
+        ``x @ token_embedding.weight``, differentiable in x) -> embeddings (B, L, D)."""
+        if not x.is_floating_point():
+            return self.token_embedding(x)
+        if x.shape[-1] != self.vocab_size:
+            raise ValueError(f"one-hot input has {x.shape[-1]} columns, the vocabulary {self.vocab_size}")
+        weight = self.token_embedding.weight
+        return x.to(weight.dtype) @ weight
 
     def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
         """Conditioning vector c (B, C) = time embedding (+ label embedding).
@@ -180,7 +186,7 @@ class DiT(nn.Module):
                 return_hidden=False, kv_cache: KVCache | None = None):
         """Logits (B, L, V) in the compute dtype.
 
-        x: (B, L) token ids, or ``inputs_embeds`` (B, L, D) instead.
+        x: (B, L) token ids or (B, L, V) token distributions, or ``inputs_embeds`` (B, L, D) instead.
         sigma: (B,) noise level or None; cond: (B,) class ids or None.
         return_hidden: also return the last hidden state (B, L, D) before the head.
         kv_cache: causal decoding; x holds only the n new positions, which are
