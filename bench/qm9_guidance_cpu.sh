@@ -22,7 +22,7 @@ STUDY=(experiment=demo study.output_dir="$ROOT/study" "study.gammas=[0,1,2,3]" s
 "$D" train-classifier "${CLF[@]}" algo=ar classifier.kind=prefix trainer.max_steps=2000 run_dir="$ROOT/ar-prefix"
 "$D" train-classifier "${CLF[@]}" algo=ar classifier.kind=head classifier.generator="$ROOT/ar" trainer.max_steps=1000 run_dir="$ROOT/ar-head"
 "$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cfg
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cbg guidance.first_order=true \
+"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cbg guidance.use_approx=true \
   guidance.classifier="$ROOT/udlm-noisy"
 "$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=nos guidance.classifier="$ROOT/udlm-head"
 "$D" eval qm9-guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=cfg

@@ -109,11 +109,11 @@ def test_classifier_resumes_exactly(tmp_path, cache_dir, quick_overrides):
 def test_sample_with_classifier_guidance(trained_run, classifier_run, first_order):
     out_file = trained_run / f"cbg_{first_order}.json"
     assert main(["sample", f"run_dir={trained_run}", "guidance=cbg", f"guidance.classifier={classifier_run}",
-                 "guidance.gamma=2", "guidance.condition=1", f"guidance.first_order={first_order}",
+                 "guidance.gamma=2", "guidance.condition=1", f"guidance.use_approx={first_order}",
                  "sampling.num_samples=2", "sampling.steps=2", f"sampling.output={out_file}"]) == 0
     record = json.loads(out_file.read_text())
     assert record["guidance"] == {"name": "cbg", "gamma": 2.0, "condition": 1, "classifier": str(classifier_run),
-                                  "first_order": first_order}
+                                  "use_approx": first_order}
     vocab = load(trained_run, device="cpu").tokenizer.vocab_size
     tokens = torch.tensor(record["token_ids"])
     assert tokens.shape == (2, 32) and record["nfe"] == 2
@@ -183,4 +183,4 @@ def test_help_and_config(capsys):
     assert done.value.code == 0 and "noisy classifier" in capsys.readouterr().out
     assert main(["config", "guidance=cbg", "classifier.pooling=max"]) == 0
     out = capsys.readouterr().out
-    assert "pooling: max" in out and "first_order: false" in out and "kind: noisy" in out
+    assert "pooling: max" in out and "use_approx: false" in out and "kind: noisy" in out

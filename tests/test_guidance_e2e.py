@@ -77,7 +77,7 @@ def test_refusals_of_classifiers_for_the_wrong_method_or_model(runs, capsys):
         "head of another generator": (["guidance=nos", f"run_dir={runs['udlm']}",
                                        f"guidance.classifier={runs['pplm_head']}"], "trained on another generator"),
     }
-    with pytest.raises(ValueError, match="guidance=cbg has no option topk; allowed: first_order"):
+    with pytest.raises(ValueError, match="guidance=cbg has no option topk; allowed: use_approx"):
         load(runs["udlm"]).guidance("cbg", 1.0, 1, topk=3)
     for case, (argv, expected) in cases.items():
         assert main(["sample", "sampling.num_samples=1", *argv]) == 2, case

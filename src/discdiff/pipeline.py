@@ -47,7 +47,7 @@ class Pipeline:
         is a run folder / .ckpt of `discdiff train-classifier` (see `load_classifier`) or, for cbg
         and fudge, any callable `classifier(x, sigma) -> log p(y | x)`. A loaded classifier must be
         of the method's kind and read this model's vocabulary (cbg: its forward process; nos /
-        pplm: this very generator). options: first_order (cbg); topk (fudge); num_nos_steps,
+        pplm: this very generator). options: use_approx (cbg, first order); topk (fudge); num_nos_steps,
         nos_step_size, nos_stability_coef (nos); num_pplm_steps, pplm_step_size,
         pplm_stability_coef (pplm)."""
         if name is None:
@@ -137,7 +137,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 #: {config option: constructor argument})
 GUIDANCE = {
     "cfg": (CFG, None, {}),
-    "cbg": (CBG, "noisy", {"first_order": "first_order"}),
+    "cbg": (CBG, "noisy", {"use_approx": "first_order"}),
     "nos": (NOS, "head", {"num_nos_steps": "num_steps", "nos_step_size": "step_size",
                           "nos_stability_coef": "stability_coef"}),
     "fudge": (FUDGE, "prefix", {"topk": "topk"}),

@@ -10,7 +10,8 @@ from .base import Classifier, Guidance, Step, TokenStep, normalize
 from .cbg import CBG
 from .cfg import CFG, temper
 from .fudge import FUDGE
-from .nos import NOS, HiddenStateModel
+from .hidden import HiddenStateModel
+from .nos import NOS
 from .pplm import PPLM
 
 __all__ = ["CBG", "CFG", "FUDGE", "NOS", "PPLM", "Classifier", "Guidance", "HiddenStateModel", "Step", "TokenStep",

@@ -1,8 +1,9 @@
-"""Gradient steps on a network's last hidden states (the shared core of NOS and PPLM).
+"""Gradient steps on a network's last hidden states: the shared core of NOS and PPLM (the model
+protocol, the perturbation and the options).
 
 Given hidden states h (B, L, D) that a head `decode` maps to logits (B, L, V) and a classifier
 `classify(h) -> log p(y | h)` (B, C) on the same features, a perturbation delta (initially 0) takes
-`num_steps` normalised gradient steps on
+`num_steps` gradient steps on
 
     gamma * (-log p(y | h + delta))  +  stability * sum_l KL( p(. | h_l + delta_l) || p(. | h_l) )
 
@@ -16,9 +17,24 @@ over positions of their L2 norms): the network normalises h before its heads, so
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional, Protocol
 
 import torch
+
+from .base import Guidance
+
+
+class HiddenStateModel(Protocol):
+    """A generator split at its last hidden states, with a classifier on them."""
+
+    def hidden(self, x: torch.Tensor, sigma=None, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, L, V), last hidden states (B, L, D))."""
+
+    def decode(self, hidden: torch.Tensor, sigma=None, cond=None) -> torch.Tensor:
+        """Logits (B, L, V) of (perturbed) hidden states."""
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log p(y | hidden) (B, C)."""
 
 
 def perturb_hidden(hidden: torch.Tensor, decode: Callable, classify: Callable, condition: int, *, gamma: float,
@@ -47,7 +63,24 @@ def _rms_norm(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).sum(-1).mean(-1).sqrt()[:, None, None]
 
 
-def check_options(num_steps: int, step_size: float, stability: float) -> None:
-    if num_steps < 0 or step_size < 0 or stability < 0:
-        raise ValueError(f"hidden-state guidance needs num_steps, step_size and stability_coef >= 0; got "
-                         f"{num_steps}, {step_size}, {stability}")
+class HiddenStateGuidance(Guidance):
+    """The options NOS and PPLM share; the class attributes are each method's defaults.
+
+    `model`: a `HiddenStateModel`."""
+
+    num_steps, step_size, stability_coef = 3, 0.05, 0.01
+
+    def __init__(self, model, gamma: float, condition: int, *, num_steps: Optional[int] = None,
+                 step_size: Optional[float] = None, stability_coef: Optional[float] = None):
+        self.model, self.gamma, self.condition = model, float(gamma), int(condition)
+        self.num_steps = self.num_steps if num_steps is None else int(num_steps)
+        self.step_size = self.step_size if step_size is None else float(step_size)
+        self.stability_coef = self.stability_coef if stability_coef is None else float(stability_coef)
+        if min(self.num_steps, self.step_size, self.stability_coef) < 0:
+            raise ValueError(f"{type(self).__name__} needs num_steps, step_size and stability_coef >= 0; got "
+                             f"{self.num_steps}, {self.step_size}, {self.stability_coef}")
+
+    def perturb(self, hidden: torch.Tensor, decode: Callable, classify: Callable) -> torch.Tensor:
+        """`perturb_hidden` with this strategy's target class and options."""
+        return perturb_hidden(hidden, decode, classify, self.condition, gamma=self.gamma,
+                              num_steps=self.num_steps, step_size=self.step_size, stability=self.stability_coef)

@@ -16,22 +16,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import AUTOREGRESSIVE, Guidance, TokenStep
-from .hidden import check_options, perturb_hidden
-from .nos import HiddenStateModel
+from .base import AUTOREGRESSIVE, TokenStep
+from .hidden import HiddenStateGuidance
 
 
-class PPLM(Guidance):
+class PPLM(HiddenStateGuidance):
     """`model`: a `HiddenStateModel` on the sampled AR generator (classifier.kind=head) whose
     `hidden` also takes token distributions (B, L, V)."""
 
     families = (AUTOREGRESSIVE,)
-
-    def __init__(self, model: HiddenStateModel, gamma: float, condition: int, *, num_steps: int = 3,
-                 step_size: float = 0.05, stability_coef: float = 0.01):
-        check_options(num_steps, step_size, stability_coef)
-        self.model, self.gamma, self.condition = model, float(gamma), int(condition)
-        self.num_steps, self.step_size, self.stability_coef = num_steps, step_size, stability_coef
+    num_steps, step_size, stability_coef = 3, 0.05, 0.01
 
     def log_probs(self, step: TokenStep) -> torch.Tensor:
         _, hidden = step.hidden()  # (B, i, D)
@@ -46,8 +40,6 @@ class PPLM(Guidance):
             _, states = self.model.hidden(torch.cat([prefix, expected], 1), None, step.cond)
             return self.model.classify(states)
 
-        last = perturb_hidden(hidden[:, -1:], decode, classify, self.condition, gamma=self.gamma,
-                              num_steps=self.num_steps, step_size=self.step_size,
-                              stability=self.stability_coef)
+        last = self.perturb(hidden[:, -1:], decode, classify)
         with torch.no_grad():
             return decode(last)[:, -1].float().log_softmax(-1)
