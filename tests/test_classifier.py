@@ -161,6 +161,9 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
                          "allowed: noisy, clean, prefix, head"),
         "head without generator": (["train-classifier", "data.label_col=qed", "classifier.kind=head",
                                     f"run_dir={tmp_path / 'h'}"], "classifier.generator=RUN_DIR goes with"),
+        "head, missing generator": (["train-classifier", "data.label_col=qed", "classifier.kind=head",
+                                     f"classifier.generator={tmp_path / 'nope'}", f"run_dir={tmp_path / 'hg'}"],
+                                    "is neither a run folder nor a checkpoint file"),
         "class": (sample + [f"guidance.classifier={classifier_run}", "guidance.condition=2"], "allowed: 0..1"),
         "ar": (["train-classifier", "algo=ar", "data.label_col=qed", f"run_dir={tmp_path / 'ar'}"],
                "noisy classifiers are for diffusion models"),
@@ -174,7 +177,7 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, (case, err)
         assert err.startswith(f"discdiff {argv[0]}: error:") and expected in err, (case, err)
-    assert not any((tmp_path / name).exists() for name in ("ar", "nolabel", "k", "h"))
+    assert not any((tmp_path / name).exists() for name in ("ar", "nolabel", "k", "h", "hg"))
 
 
 def test_help_and_config(capsys):

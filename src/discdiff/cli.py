@@ -74,8 +74,12 @@ def _guidance(cfg, pipe):
     g = cfg.get("guidance")  # absent when guidance=null
     if g is None:
         return None
-    options = {k: v for k, v in g.items() if k not in ("name", "gamma", "condition", "classifier")}
-    return pipe.guidance(g.name, g.gamma, g.condition, classifier=g.get("classifier"), **options)
+    return pipe.guidance(g.name, g.gamma, g.condition, classifier=g.get("classifier"), **_method_options(g))
+
+
+def _method_options(g) -> dict:
+    """The guidance group's method-specific options (all but name, gamma, condition, classifier)."""
+    return {k: v for k, v in g.items() if k not in ("name", "gamma", "condition", "classifier")}
 
 
 def cmd_train(cfg) -> None:
@@ -168,7 +172,7 @@ def cmd_eval_qm9_guidance(cfg) -> None:
     pipe = _pipeline(cfg)
     if pipe.cfg.data.name != "qm9":
         raise ConfigError(f"eval qm9-guidance needs a QM9 model; {pipe.run_dir} was trained on {pipe.cfg.data.name}")
-    options = {k: v for k, v in g.items() if k not in ("name", "gamma", "condition", "classifier")}
+    options = _method_options(g)
     classifier = g.get("classifier")
     if isinstance(classifier, str):
         classifier = load_classifier(classifier, device=pipe.device)

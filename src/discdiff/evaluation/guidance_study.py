@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .qm9 import DEFAULT_PROPERTIES, _data_row, _samples_row, split_samples, write_metrics
+from .qm9 import DEFAULT_PROPERTIES, property_row, qm9_metrics, write_metrics
 
 TABLE = "guidance"
 KEY = ("model", "method", "gamma", "seed")
@@ -44,7 +44,7 @@ def sweep(sample: Callable[[float, int], tuple[list[str], int, dict]], *, gammas
             name = f"{model}_{method}_g{gamma:g}_s{seed}"
             _write_json(out_dir / "samples" / f"{name}.json", {"samples": smiles, "gamma": gamma, "seed": seed,
                                                                 "method": method, "model": model, **info})
-            metrics = _samples_row(len(smiles), *split_samples(smiles, train_smiles), DEFAULT_PROPERTIES)
+            metrics = qm9_metrics(smiles, train_smiles)
             rows.append({"model": model, "method": method, "gamma": float(gamma), "seed": int(seed),
                          "nfe": nfe, "sampling_seconds": round(seconds, 2), **info, **metrics, **extra})
             progress(f"{name}: {metrics['valid']} valid, {metrics['novel']} novel of {len(smiles)}, "
@@ -55,7 +55,7 @@ def sweep(sample: Callable[[float, int], tuple[list[str], int, dict]], *, gammas
 def data_row(train_properties: dict[str, list[float]]) -> dict:
     """The reference row: property statistics of the training molecules."""
     n = len(train_properties[DEFAULT_PROPERTIES[0]])
-    return {"model": "data", "method": "data", **_data_row(n, n, train_properties)}
+    return {"model": "data", "method": "data", **property_row(n, n, train_properties)}
 
 
 def merge(out_dir: Path, rows: list[dict], reference: dict) -> list[dict]:

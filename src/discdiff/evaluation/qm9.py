@@ -113,7 +113,8 @@ def qm9_metrics(samples: list[str], train_smiles: set[str],
     return _samples_row(len(samples), *split_samples(samples, train_smiles), properties)
 
 
-def _data_row(num_smiles: int, num_valid: int, values: dict[str, list[float]]) -> dict:
+def property_row(num_smiles: int, num_valid: int, values: dict[str, list[float]]) -> dict:
+    """A reference row: counts and ``{prop}_valid_{stat}`` statistics of given property values."""
     return {"num_samples": num_smiles, "valid": num_valid, **_group_stats(values, "valid")}
 
 
@@ -127,7 +128,7 @@ def data_reference_row(smiles: list[str],
     """
     properties = _check_properties(properties)
     mols = [m for m in map(mol_from_smiles, smiles) if m is not None]
-    return _data_row(len(smiles), len(mols), _property_values(mols, properties))
+    return property_row(len(smiles), len(mols), _property_values(mols, properties))
 
 
 @contextmanager
@@ -291,7 +292,7 @@ def evaluate_qm9_samples(samples_path: str | os.PathLike, train_smiles: set[str]
     else:
         train_values = {p: list(train_properties[p]) for p in DEFAULT_PROPERTIES}
     num_train = len(train_smiles) if train_properties is None else len(train_values[DEFAULT_PROPERTIES[0]])
-    data_row = _data_row(num_train, len(train_values[DEFAULT_PROPERTIES[0]]), train_values)
+    data_row = property_row(num_train, len(train_values[DEFAULT_PROPERTIES[0]]), train_values)
     write_metrics([{"row": "samples", **metrics}, {"row": "data", **data_row}],
                   out_dir, "qm9_metrics")
     novel_qed = _property_values(split[2].values(), ["qed"])["qed"]

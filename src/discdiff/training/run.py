@@ -9,6 +9,7 @@ same random stream), so a preempted job restarted with the same command picks up
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -171,13 +172,11 @@ def check_classifier_config(cfg: DictConfig) -> None:
         raise ConfigError("classifier.generator=RUN_DIR goes with classifier.kind=head, and only with it")
 
 
-def _generator(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """For classifier.kind=head: the generator (EMA weights), after checking it reads the same data;
-    its tokenizer becomes the classifier's."""
+def _generator(cfg: DictConfig):
+    """For classifier.kind=head: the generator's pipeline (EMA weights), after checking it reads
+    the same data; None for other kinds."""
     if cfg.classifier.kind != "head":
         return None
-    import shutil
-
     from ..pipeline import load
 
     pipe = load(cfg.classifier.generator, device="cpu")
@@ -185,9 +184,7 @@ def _generator(cfg: DictConfig, run_dir: Path) -> dict | None:
         if pipe.cfg.data[key] != cfg.data[key]:
             raise ConfigError(f"data.{key}={cfg.data[key]} differs from the generator's "
                               f"{pipe.cfg.data[key]}; a head classifier reads the generator's data")
-    if not (run_dir / "tokenizer").exists():
-        shutil.copytree(pipe.run_dir / "tokenizer", run_dir / "tokenizer")
-    return {"config": OmegaConf.to_container(pipe.cfg), "vocab": vocab_info(pipe.tokenizer), "lm": pipe.lm}
+    return pipe
 
 
 def train_classifier(cfg: DictConfig) -> Path:
@@ -196,14 +193,17 @@ def train_classifier(cfg: DictConfig) -> Path:
     from .classifier_module import LitClassifier
 
     check_classifier_config(cfg)
+    generator = _generator(cfg)  # refused before the run folder is touched
     run_dir, resume = _prepare_run_dir(cfg, kind="classifier")
-    generator = _generator(cfg, run_dir)
+    if generator is not None and not (run_dir / "tokenizer").exists():
+        shutil.copytree(generator.run_dir / "tokenizer", run_dir / "tokenizer")  # the generator's vocabulary
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    lm = generator.pop("lm") if generator else None
-    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer), generator)
-    if lm is not None:
-        module.classifier.generator.load_state_dict(lm.state_dict())
+    described = None if generator is None else {"config": OmegaConf.to_container(generator.cfg),
+                                                "vocab": vocab_info(generator.tokenizer)}
+    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer), described)
+    if generator is not None:
+        module.classifier.generator.load_state_dict(generator.lm.state_dict())
     if cfg.trainer.compile:
         module.classifier.backbone.compile()
     trainer = build_trainer(cfg, run_dir, monitor="val/ce")
