@@ -37,6 +37,8 @@ class LossOutput:
 class LanguageModel(nn.Module, metaclass=ABCMeta):
     """Common surface of every family. `backbone(x, sigma, cond) -> logits (B, L, V)`."""
 
+    family: str  # "diffusion" | "autoregressive": which guidance strategies apply
+
     def __init__(self, backbone: nn.Module, *, loss_on_pad: bool = True, num_classes: Optional[int] = None):
         super().__init__()
         self.backbone = backbone
@@ -45,8 +47,6 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
 
     def token_mask(self, batch) -> Optional[torch.Tensor]:
         return None if self.loss_on_pad else batch["attention_mask"]
-
-    family: str  # "diffusion" | "autoregressive": which guidance strategies apply
 
     def denoiser(self, xt, sigma, cond=None, return_hidden: bool = False):
         """Logits (B, L, V) (and the last hidden states (B, L, D) with return_hidden)."""
@@ -205,7 +205,8 @@ class AutoregressiveLM(LanguageModel):
                **_ignored) -> SampleOutput:
         """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
         return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
-                                     guidance=guidance, use_cache=use_cache, argmax=argmax, generator=generator, progress=progress)
+                                     guidance=guidance, use_cache=use_cache, argmax=argmax, generator=generator,
+                                     progress=progress)
 
 
 PROCESSES = {
