@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .qm9 import DEFAULT_PROPERTIES, property_row, qm9_metrics, write_metrics
+from .qm9 import DEFAULT_PROPERTIES, _atomic_path, property_row, qm9_metrics, write_metrics
 
 TABLE = "guidance"
 KEY = ("model", "method", "gamma", "seed")
@@ -106,11 +106,9 @@ def pareto_plot(table: list[dict], path: Path, prop: str = "qed") -> None:
     ax.set_title("QM9 guidance: labels are guidance strengths (gamma)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with _atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _number(value) -> float | None:
@@ -122,7 +120,5 @@ def _number(value) -> float | None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    with _atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1))

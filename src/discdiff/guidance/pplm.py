@@ -28,15 +28,12 @@ class PPLM(HiddenStateGuidance):
     num_steps, step_size, stability_coef = 3, 0.05, 0.01
 
     def log_probs(self, step: TokenStep) -> torch.Tensor:
-        _, hidden = step.hidden()  # (B, i, D)
+        logits, hidden = step.hidden()  # (B, V), (B, i, D)
+        prefix = F.one_hot(step.prefix, logits.shape[-1]).float()  # (B, i, V)
         decode = lambda h: self.model.decode(h, None, step.cond)  # (B, 1, D) -> (B, 1, V)
-        prefix = None
 
         def classify(last: torch.Tensor) -> torch.Tensor:
-            nonlocal prefix
-            expected = decode(last).float().softmax(-1)  # (B, 1, V)
-            if prefix is None:
-                prefix = F.one_hot(step.prefix, expected.shape[-1]).float()
+            expected = decode(last).float().softmax(-1)  # (B, 1, V): the next token under the perturbation
             _, states = self.model.hidden(torch.cat([prefix, expected], 1), None, step.cond)
             return self.model.classify(states)
 
