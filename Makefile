@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test install docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-demo
 	RUN=$(RUN) DISCDIFF=$(VENV)/bin/discdiff bash scripts/demo.sh
+
+docs: $(VENV)/.installed-test
+	$(PY) -m discdiff.config.reference --write README.md
 
 clean:
 	rm -rf $(VENV) runs

@@ -145,7 +145,7 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
     sample = ["sample", f"run_dir={trained_run}", "guidance=cbg", "sampling.num_samples=1", "sampling.steps=1"]
     cases = {
         "no classifier": (sample, "guidance=cbg needs a classifier: guidance.classifier=RUN_DIR"),
-        "missing path": (sample + [f"guidance.classifier={tmp_path / 'nope'}"], "is neither a run folder nor"),
+        "missing path": (sample + [f"guidance.classifier={tmp_path / 'nope'}"], "nope': no such file or folder"),
         "a generator": (sample + [f"guidance.classifier={trained_run}"], "holds a generator, not a classifier"),
         "vocabulary": (sample + [f"guidance.classifier={_forged(classifier_run, tmp_path, 'v', _grow_vocab)}"],
                        "has a vocabulary of"),
@@ -155,7 +155,8 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
                   "is a classifier.kind=clean classifier; this guidance needs kind=noisy"),
         "nos with a noisy classifier": (["sample", f"run_dir={trained_run}", "guidance=nos", "sampling.num_samples=1",
                                          f"guidance.classifier={classifier_run}"], "needs kind=head"),
-        "fudge for diffusion": (["sample", f"run_dir={trained_run}", "guidance=fudge", "sampling.num_samples=1"],
+        "fudge for diffusion": (["sample", f"run_dir={trained_run}", "guidance=fudge", "sampling.num_samples=1",
+                                 f"guidance.classifier={classifier_run}"],
                                 "guidance FUDGE does not apply to diffusion models; it applies to: autoregressive"),
         "unknown kind": (["train-classifier", "data.label_col=qed", "classifier.kind=big", f"run_dir={tmp_path / 'k'}"],
                          "allowed: noisy, clean, prefix, head"),
@@ -163,7 +164,7 @@ def test_guidance_refusals(trained_run, classifier_run, tmp_path, capsys):
                                     f"run_dir={tmp_path / 'h'}"], "classifier.generator=RUN_DIR goes with"),
         "head, missing generator": (["train-classifier", "data.label_col=qed", "classifier.kind=head",
                                      f"classifier.generator={tmp_path / 'nope'}", f"run_dir={tmp_path / 'hg'}"],
-                                    "is neither a run folder nor a checkpoint file"),
+                                    "nope': no such file or folder"),
         "class": (sample + [f"guidance.classifier={classifier_run}", "guidance.condition=2"], "allowed: 0..1"),
         "ar": (["train-classifier", "algo=ar", "data.label_col=qed", f"run_dir={tmp_path / 'ar'}"],
                "noisy classifiers are for diffusion models"),

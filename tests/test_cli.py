@@ -16,7 +16,7 @@ REFUSED = {
     "not key=value": (["config", "max_steps"], "is not key=value"),
     "bad strategy": (["config", "trainer.strategy=deepspeed"], "allowed: auto, ddp, fsdp"),
     "cond dropout without labels": (["config", "training.guidance.cond_dropout=0.1"], "set data.label_col"),
-    "unknown dataset": (["config", "data.name=mnist"], "unknown dataset 'mnist'; allowed: qm9"),
+    "unknown dataset": (["config", "data.name=mnist"], "data.name='mnist' is not allowed; allowed: qm9, lm1b"),
     "unknown noise": (["config", "noise=sqrt"], "unknown noise 'sqrt'; allowed: cosine"),
 }
 

@@ -169,10 +169,11 @@ def test_declared_dataset_refuses_to_build():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({"name": "qm9", "label_col": "logp"}, "label_col 'logp' not available"),
-    ({"name": "qm9", "lenght": 32}, "unknown data config keys"),
-    ({"name": "lm1b", "source": "offline"}, "source 'offline' not available"),
-    ({"name": "qm9", "path": "/does/not/exist.csv"}, "does not exist"),
+    ({"name": "qm9", "label_col": "logp"}, r"^data.label_col=logp is not a label of qm9; allowed: qed, ring_count$"),
+    ({"name": "qm9", "lenght": 32}, r"^unknown config key 'data.lenght'; allowed: bert_vocab, cache_dir"),
+    ({"name": "lm1b", "source": "offline"}, r"^data.source=offline is not available for lm1b; allowed: auto, hub"),
+    ({"name": "qm9", "path": "/does/not/exist.csv"}, r"^data.path='/does/not/exist.csv': no such file$"),
+    ({"name": "qm9", "length": "abc"}, r"^data.length='abc' is not allowed; allowed: an integer >= 3 or null$"),
 ])
 def test_bad_config_one_line(cfg, match):
     with pytest.raises(ValueError, match=match):

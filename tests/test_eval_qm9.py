@@ -124,7 +124,7 @@ def test_property_histogram_png(tmp_path):
 
 
 @pytest.mark.parametrize("content, reason", [
-    (None, "file not found"),
+    (None, "No such file or directory"),
     ("not json{", "not valid JSON"),
     ('["CCO"]', "expected a JSON object"),
     ('{"samples": "CCO"}', "expected a JSON object"),

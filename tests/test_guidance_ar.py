@@ -4,7 +4,6 @@ An exact AR model and an exact prefix classifier of a toy problem (two tokens ov
 9 sequences) make FUDGE (top-k = V) and D-CFG with gamma = 1 sample p(x | y) exactly, and gamma = 0
 p(x): AR decoding has no discretisation, so the chi-square test needs no step count."""
 
-import itertools
 
 import pytest
 import torch

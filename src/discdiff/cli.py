@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
+
+from .files import write_json
 
 COMMANDS = {
     "train": "train (or resume) a model: discdiff train experiment=qm9 algo=udlm run_dir=runs/qm9-udlm",
@@ -23,11 +26,12 @@ COMMANDS = {
                 "[eval.samples=path/to/samples.json]",
     "eval qm9-guidance": "a guidance method over gammas and seeds: table + Pareto plot: discdiff eval "
                          "qm9-guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
-    "config": "print the resolved configuration: discdiff config algo=mdlm model=tiny",
+    "config": "print the resolved configuration: discdiff config algo=mdlm model=tiny; --help lists every key",
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
+    """The argument parser; with key_reference, `config --help` lists every configuration key."""
     parser = argparse.ArgumentParser(
         prog="discdiff", description="Guided discrete diffusion language models (AR, MDLM, UDLM).",
         epilog="Overrides are key=value pairs, e.g. algo=mdlm model=tiny trainer.max_steps=100. "
@@ -35,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
                "`discdiff config` shows every key.")
     commands = parser.add_subparsers(dest="command", metavar="command")
     for name in ("train", "train-classifier", "sample", "config"):
-        sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
+        epilog = None
+        if name == "config" and key_reference:
+            from .config.reference import as_text
+
+            epilog = as_text()
+        sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | qm9-guidance)",
                                    description="evaluate a trained model")
@@ -48,13 +58,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _pipeline(cfg, guided: bool = False):
@@ -114,7 +117,7 @@ def cmd_sample(cfg) -> None:
     pipe, guidance = _pipeline(cfg, guided=True)
     record = draw_samples(cfg, pipe, guidance)
     path = Path(cfg.sampling.output or Path(cfg.run_dir) / "samples.json")
-    _write_json_atomic(path, record)
+    write_json(path, record)
     for text in record["samples"][:8]:
         print(text)
     print(f"wrote {len(record['samples'])} samples to {path} (NFE {record['nfe']})")
@@ -128,7 +131,7 @@ def cmd_eval_ppl(cfg) -> None:
                                  max_batches=cfg.eval.max_batches, num_time_samples=cfg.eval.num_time_samples,
                                  seed=cfg.seed)
     out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
-    _write_json_atomic(out_dir / "ppl.json", result)
+    write_json(out_dir / "ppl.json", result)
     _print_json(result)
 
 
@@ -142,13 +145,13 @@ def cmd_eval_qm9(cfg) -> None:
     if samples_path is None:
         pipe, guidance = _pipeline(cfg, guided=True)
         samples_path = out_dir / "samples.json"
-        _write_json_atomic(samples_path, draw_samples(cfg, pipe, guidance))
+        write_json(samples_path, draw_samples(cfg, pipe, guidance))
         data_cfg = pipe.cfg.data
     else:
-        from omegaconf import OmegaConf
+        from .pipeline import stored_config
 
-        saved = run_dir / "config.yaml"
-        data_cfg = OmegaConf.load(saved).data if saved.exists() else cfg.data
+        stored = stored_config(run_dir)
+        data_cfg = cfg.data if stored is None else stored.data
     train = qm9_train_table(data_cfg)
     metrics = evaluate_qm9_samples(samples_path, set(train["canonical"]), out_dir,
                                    train_properties={p: train[p].tolist() for p in ("qed", "ring_count")})
@@ -165,8 +168,6 @@ def cmd_eval_qm9_guidance(cfg) -> None:
     g, s, st = cfg.get("guidance"), cfg.sampling, cfg.study
     if g is None:
         raise ConfigError("eval qm9-guidance sweeps one guidance method: add guidance=cfg|cbg|nos|fudge|pplm")
-    if not st.gammas or not st.seeds:
-        raise ConfigError("study.gammas and study.seeds need at least one value each, e.g. study.gammas=[0,1,2]")
     if st.property not in ("qed", "ring_count"):
         raise ConfigError(f"study.property={st.property} is not a QM9 property; allowed: qed, ring_count")
     pipe = _pipeline(cfg)
@@ -232,23 +233,55 @@ HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sampl
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval qm9-guidance": cmd_eval_qm9_guidance}
 
 
+class _StderrNotes(logging.Handler):
+    """discdiff's warnings (a skipped damaged checkpoint, a fallback) as plain lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stderr)
+
+
+def _show_notes() -> None:
+    notes = logging.getLogger("discdiff")
+    if not any(isinstance(h, _StderrNotes) for h in notes.handlers):
+        notes.addHandler(_StderrNotes(logging.WARNING))
+        notes.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _show_notes()
+    parser = _parser(key_reference=argv[:1] == ["config"] and bool({"-h", "--help"} & set(argv)))
     args = parser.parse_args(argv)
     if args.command is None or (args.command == "eval" and args.kind is None):
         parser.print_help() if args.command is None else parser.parse_args(["eval", "--help"])
         return 2
     name = args.command if args.command != "eval" else f"eval {args.kind}"
-    from .config import ConfigError, compose
+    from .config import compose
 
     try:
         cfg = compose(args.overrides)
         HANDLERS[name](cfg)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"discdiff {name}: error: {message}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # refused input: configuration, checkpoints, data and samples files
+        return _fail(name, _first_line(err), 2)
+    except OSError as err:  # a file or folder that cannot be read or written, a full disk
+        where = f": {err.filename}" if err.filename else ""
+        return _fail(name, f"{err.strerror}{where}" if err.strerror else _first_line(err), 2)
+    except Exception as err:
+        if os.environ.get("DISCDIFF_DEBUG"):
+            raise
+        return _fail(name, f"unexpected {type(err).__name__}: {_first_line(err)} (a bug? rerun with DISCDIFF_DEBUG=1 "
+                           "for the traceback and report it)", 1)
     return 0
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    print(f"discdiff {command}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

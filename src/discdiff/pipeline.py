@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
 import torch
 from omegaconf import DictConfig
 
+from . import checkpoints
 from .data import load_tokenizer
 from .guidance import CBG, CFG, FUDGE, NOS, PPLM
 from .lm import LanguageModel
 from .sampling import SampleOutput
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -146,36 +150,68 @@ GUIDANCE = {
 }
 
 
-def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """(checkpoint file, run folder) for a run folder (best.ckpt, else last.ckpt) or a .ckpt file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).exists():
-                return path / "checkpoints" / name, path
-        raise FileNotFoundError(f"run folder {path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; "
-                                "train it first (discdiff train run_dir=...)")
-    if path.is_file():
-        return path, path.parent.parent
-    raise FileNotFoundError(f"{path} is neither a run folder nor a checkpoint file")
+def resolve_checkpoint(path: str | Path, kind: str) -> tuple[Path, Path]:
+    """(checkpoint file, run folder) of a run folder (best.ckpt, else the newest readable one) or
+    a .ckpt file holding a `kind` ("generator" | "classifier"); one-line errors otherwise."""
+    found, note = checkpoints.loadable(Path(path))
+    if note:
+        log.warning(note)
+    if found.kind != kind:
+        hint = "train one with discdiff train-classifier" if kind == "classifier" else "train one with discdiff train"
+        raise checkpoints.CheckpointError(f"{found.path} holds a {found.kind}, not a {kind}; {hint}")
+    run_dir = found.path.parent.parent
+    return found.path, run_dir
+
+
+def stored_config(run_dir: Path) -> Optional[DictConfig]:
+    """The configuration a run folder was trained with: its config.yaml, or when that is missing
+    or damaged, its newest readable checkpoint's; None for a folder with neither."""
+    from omegaconf import OmegaConf
+
+    from .config import default_config
+
+    try:
+        return OmegaConf.merge(default_config(), OmegaConf.load(Path(run_dir) / "config.yaml"))
+    except Exception as err:  # missing, unreadable or not YAML
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    try:
+        found, _ = checkpoints.loadable(Path(run_dir))
+    except checkpoints.CheckpointError:
+        return None
+    log.warning(f"{run_dir}/config.yaml cannot be read ({reason}); using the configuration in {found.path}")
+    return OmegaConf.merge(default_config(), found.config)
 
 
 def load(path: str | Path, *, device=None, disable_ema: bool = False) -> Pipeline:
     """Load a trained model from a run folder or a checkpoint file written by `discdiff train`."""
     from .training.module import LitLanguageModel
 
-    checkpoint, run_dir = resolve_checkpoint(path)
-    try:
-        module = LitLanguageModel.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {checkpoint}: {str(err).splitlines()[0]}") from None
+    checkpoint, run_dir = resolve_checkpoint(path, "generator")
+    tokenizer = _run_tokenizer(run_dir)
+    module = _rebuild(checkpoint, lambda: LitLanguageModel.load_from_checkpoint(checkpoint, map_location="cpu",
+                                                                                weights_only=False))
     if module.ema is not None and not disable_ema:
         module.ema.copy_to(module.lm)
+    pipe = Pipeline(module.lm, tokenizer, module.cfg, checkpoint, run_dir)
+    return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _run_tokenizer(run_dir: Path):
     tokenizer_dir = run_dir / "tokenizer"
     if not tokenizer_dir.exists():
         raise FileNotFoundError(f"{tokenizer_dir} is missing: a run folder keeps its tokenizer next to checkpoints/")
-    pipe = Pipeline(module.lm, load_tokenizer(tokenizer_dir), module.cfg, checkpoint, run_dir)
-    return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return load_tokenizer(tokenizer_dir)
+
+
+def _rebuild(checkpoint: Path, build):
+    """`build()` (a module from a checkpoint), with a failure (weights of another shape, a
+    configuration this version cannot read) reported in one line."""
+    try:
+        return build()
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise checkpoints.CheckpointError(f"{checkpoint} does not match the network its configuration describes "
+                                          f"(written by another discdiff version?): {first}") from None
 
 
 def load_classifier(path: str | Path, *, device=None, disable_ema: bool = False):
@@ -184,21 +220,16 @@ def load_classifier(path: str | Path, *, device=None, disable_ema: bool = False)
     `classifier(x, sigma) -> log p(y | x)` (B, C), with `cfg`, `checkpoint` and `run_dir` set."""
     from .training.classifier_module import LitClassifier
 
-    checkpoint, run_dir = resolve_checkpoint(path)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {checkpoint}: {str(err).splitlines()[0]}") from None
-    kind = (state.get("discdiff") or {}).get("kind", "generator") if isinstance(state, dict) else None
-    if kind != "classifier":
-        raise ValueError(f"{checkpoint} holds a {kind or 'foreign object'}, not a classifier; "
-                         "train one with discdiff train-classifier")
-    try:
+    checkpoint, run_dir = resolve_checkpoint(path, "classifier")
+    state = checkpoints.read(checkpoint)
+
+    def build():
         module = LitClassifier(**state["hyper_parameters"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{checkpoint} does not describe a classifier discdiff can rebuild ({err})") from None
-    module.load_state_dict(state["state_dict"])
-    module.on_load_checkpoint(state)
+        module.load_state_dict(state["state_dict"])
+        module.on_load_checkpoint(state)
+        return module
+
+    module = _rebuild(checkpoint, build)
     if module.ema is not None and not disable_ema:
         module.ema.copy_to(module.classifier)
     classifier = module.classifier.eval().requires_grad_(False)

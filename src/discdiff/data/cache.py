@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
+
+from ..files import atomic_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,19 +31,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir`` if given, else ``$DISCDIFF_CACHE``, else ``~/.cache/discdiff``."""
     root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "discdiff"
     return Path(root).expanduser()
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def manifest_path(path: Path) -> Path:

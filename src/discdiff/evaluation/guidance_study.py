@@ -22,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .qm9 import DEFAULT_PROPERTIES, _atomic_path, property_row, qm9_metrics, write_metrics
+from ..files import atomic_path, write_json
+from .qm9 import DEFAULT_PROPERTIES, property_row, qm9_metrics, write_metrics
 
 TABLE = "guidance"
 KEY = ("model", "method", "gamma", "seed")
@@ -42,7 +43,7 @@ def sweep(sample: Callable[[float, int], tuple[list[str], int, dict]], *, gammas
             smiles, nfe, extra = sample(float(gamma), int(seed))
             seconds = time.perf_counter() - start
             name = f"{model}_{method}_g{gamma:g}_s{seed}"
-            _write_json(out_dir / "samples" / f"{name}.json", {"samples": smiles, "gamma": gamma, "seed": seed,
+            write_json(out_dir / "samples" / f"{name}.json", {"samples": smiles, "gamma": gamma, "seed": seed,
                                                                 "method": method, "model": model, **info})
             metrics = qm9_metrics(smiles, train_smiles)
             rows.append({"model": model, "method": method, "gamma": float(gamma), "seed": int(seed),
@@ -106,7 +107,7 @@ def pareto_plot(table: list[dict], path: Path, prop: str = "qed") -> None:
     ax.set_title("QM9 guidance: labels are guidance strengths (gamma)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
@@ -117,8 +118,3 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(value) else value
-
-
-def _write_json(path: Path, obj) -> None:
-    with _atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=1))

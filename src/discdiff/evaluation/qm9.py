@@ -28,16 +28,15 @@ import csv
 import json
 import math
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import Draw
 
 from discdiff.chem import PROPERTIES, mol_from_smiles
+from discdiff.files import atomic_path
 
 STATS = ("mean", "median", "q25", "q75")
 DEFAULT_PROPERTIES = ("qed", "ring_count")
@@ -131,26 +130,6 @@ def data_reference_row(smiles: list[str],
     return property_row(len(smiles), len(mols), _property_values(mols, properties))
 
 
-@contextmanager
-def _atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a fresh temporary path next to ``path``; move it onto ``path`` on success.
-
-    The temporary name is unique (``mkstemp``), so no other file is ever
-    overwritten, and a failed write leaves ``path`` untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports should be world-readable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _json_safe(value):
     """NaN/inf become ``null`` so the JSON output is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -171,12 +150,12 @@ def write_metrics(rows: list[dict] | dict, out_dir: str | os.PathLike,
     columns = list(dict.fromkeys(k for row in as_list for k in row))
     out_dir = Path(out_dir)
     csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
-    with _atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(as_list)
     safe = [{k: _json_safe(v) for k, v in row.items()} for row in as_list]
-    with _atomic_path(json_path) as tmp, open(tmp, "w") as f:
+    with atomic_path(json_path) as tmp, open(tmp, "w") as f:
         json.dump(safe[0] if isinstance(rows, dict) else safe, f, indent=2)
         f.write("\n")
     return csv_path, json_path
@@ -206,7 +185,7 @@ def draw_molecule_grid(smiles: list[str], path: str | os.PathLike, n: int = 24,
         labels = [_legend(legends, m) for m in mols]
     image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=sub_img_size,
                                  legends=labels)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)
 
@@ -243,7 +222,7 @@ def plot_property_histogram(samples_props: list[float], data_props: list[float],
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
 
@@ -251,19 +230,19 @@ def plot_property_histogram(samples_props: list[float], data_props: list[float],
 def load_samples(path: str | os.PathLike) -> list[str]:
     """Read the ``samples`` list of strings from a sampler's JSON file.
 
-    Raises a one-line ``ValueError`` naming the file if it is missing, is not
-    JSON, or lacks a ``samples`` list of strings.
+    Raises a one-line ``ValueError`` naming the file if it cannot be read, is
+    not JSON, or lacks a non-empty ``samples`` list of strings.
     """
-    expected = "expected a JSON object with a 'samples' list of strings"
+    expected = "expected a JSON object with a non-empty 'samples' list of strings"
     try:
         with open(path) as f:
             payload = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found; {expected}") from None
+    except OSError as err:
+        raise ValueError(f"{path}: {err.strerror or err}; {expected}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); {expected}") from None
     samples = payload.get("samples") if isinstance(payload, dict) else None
-    if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+    if not isinstance(samples, list) or not samples or not all(isinstance(s, str) for s in samples):
         raise ValueError(f"{path}: {expected}")
     return samples
 

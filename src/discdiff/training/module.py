@@ -94,12 +94,6 @@ class ResumableModule(L.LightningModule):
             self.ema.load_state_dict(state["ema"])
 
 
-def checkpoint_kind(path) -> str:
-    """'generator' or 'classifier': what a discdiff checkpoint file holds."""
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("discdiff") or {}
-    return state.get("kind", "generator")
-
-
 class LitLanguageModel(ResumableModule):
     def __init__(self, config: dict, vocab: dict):
         """config: the resolved run configuration as a plain dict; vocab: vocab_size and the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -18,9 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, batch_plan
-from ..data import build_datasets, load_tokenizer
-from .module import LitLanguageModel, checkpoint_kind
+from .. import checkpoints
+from ..config import ConfigError, batch_plan, default_config, world_size
+from ..data import build_datasets
+from ..files import write_text
+from .module import LitLanguageModel
 from .sampler import ResumableSampler
 
 
@@ -112,22 +115,57 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll") -> L
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, logger=_loggers(cfg, run_dir),
         default_root_dir=run_dir, use_distributed_sampler=False, enable_progress_bar=t.progress_bar,
-        enable_model_summary=False, num_sanity_val_steps=0,
+        enable_model_summary=False, num_sanity_val_steps=0, plugins=[checkpoints.AtomicCheckpointIO()],
     )
 
 
+#: Keys that define what a run is: a restarted run must keep them (the others, e.g. trainer.max_steps,
+#: devices or logging, may change between restarts).
+FIXED_ON_RESUME = ("seed", "diffusion", "parameterization", "T", "time_conditioning", "subs_masking",
+                   "zero_recon_loss", "model", "noise", "training", "loader.global_batch_size", "data.name",
+                   "data.length", "data.label_col", "data.label_percentile", "data.source", "data.path",
+                   "data.split_seed", "data.max_train_examples", "classifier.kind", "classifier.model",
+                   "classifier.pooling")
+
+
 def _prepare_run_dir(cfg: DictConfig, kind: str = "generator") -> tuple[Path, Path | None]:
-    """Create the run folder; refuse to resume a run of another kind; return last.ckpt if resuming."""
+    """Find where a restarted run continues (the newest readable checkpoint) and refuse one of
+    another kind or with other defining keys, before anything is written; then create the run
+    folder. Returns (run folder, checkpoint to resume from or None)."""
     run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run_dir={run_dir} is a file, not a folder")
+    point = checkpoints.resume_point(run_dir) if cfg.checkpointing.resume else None
+    if point is not None:
+        _check_resumable(cfg, point.checkpoint, kind)
+        if point.note:
+            print(point.note, file=sys.stderr)
     run_dir.mkdir(parents=True, exist_ok=True)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = last if cfg.checkpointing.resume and last.exists() else None
-    if resume is not None and (found := checkpoint_kind(resume)) != kind:
-        raise ConfigError(f"run_dir={run_dir} holds a {found} run, not a {kind} run; give this run its own run_dir")
     saved = run_dir / "config.yaml"
-    if resume is None or not saved.exists():
-        OmegaConf.save(cfg, saved)
-    return run_dir, resume
+    if point is None or not saved.exists():
+        write_text(saved, OmegaConf.to_yaml(cfg))
+    return run_dir, None if point is None else point.checkpoint.path
+
+
+def _check_resumable(cfg: DictConfig, found: checkpoints.Checkpoint, kind: str) -> None:
+    run_dir = cfg.run_dir
+    if found.kind != kind:
+        raise ConfigError(f"run_dir={run_dir} holds a {found.kind} run, not a {kind} run; give this run its own run_dir")
+    stored = OmegaConf.merge(default_config(), found.config)  # keys added since it was written: defaults
+    for key in FIXED_ON_RESUME:
+        before, now = _leaves(OmegaConf.select(stored, key), key), _leaves(OmegaConf.select(cfg, key), key)
+        for leaf in [*before, *(k for k in now if k not in before)]:
+            if before.get(leaf) != now.get(leaf):
+                raise ConfigError(f"run_dir={run_dir} was started with {leaf}={before.get(leaf)}; resuming it with "
+                                  f"{leaf}={now.get(leaf)} would make it another run: keep the value, or give the "
+                                  "new run its own run_dir")
+
+
+def _leaves(node, key: str) -> dict:
+    """{dotted key: value} of a config value or section."""
+    if not isinstance(node, DictConfig):
+        return {key: node}
+    return {leaf: v for k in node for leaf, v in _leaves(node[k], f"{key}.{k}").items()}
 
 
 def _datasets(cfg: DictConfig, run_dir: Path):
@@ -137,6 +175,12 @@ def _datasets(cfg: DictConfig, run_dir: Path):
     if tokenizer_dir.exists():
         data_cfg["tokenizer_dir"] = str(tokenizer_dir)
     train_set, valid_set, tokenizer = build_datasets(data_cfg)
+    micro, _ = batch_plan(cfg)
+    for split, dataset in (("training", train_set), ("validation", valid_set)):
+        if len(dataset) < micro * world_size(cfg):
+            raise ConfigError(f"the {split} split of {cfg.data.name} has {len(dataset)} sequences, fewer than one "
+                              f"batch of {micro} on each of {world_size(cfg)} device(s); lower loader.global_batch_size "
+                              "or give more data")
     if not tokenizer_dir.exists():
         tokenizer.save(tokenizer_dir)
     return train_set, valid_set, tokenizer
@@ -156,20 +200,13 @@ def train(cfg: DictConfig) -> Path:
 
 
 def check_classifier_config(cfg: DictConfig) -> None:
-    """Refuse a classifier run that cannot be trained: no labels, an unknown kind, noise of an AR
-    model, or a head without its generator."""
-    from ..factory import CLASSIFIER_KINDS
-
-    c = cfg.classifier
+    """Refuse a classifier run that cannot be trained: no labels, or noise of an AR model (the
+    schema has checked each key already)."""
     if cfg.data.label_col is None:
         raise ConfigError("train-classifier needs labels: set data.label_col (qm9: qed or ring_count)")
-    if c.kind not in CLASSIFIER_KINDS:
-        raise ConfigError(f"unknown classifier.kind '{c.kind}'; allowed: {', '.join(CLASSIFIER_KINDS)}")
-    if c.kind == "noisy" and cfg.parameterization == "ar":
+    if cfg.classifier.kind == "noisy" and cfg.parameterization == "ar":
         raise ConfigError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
                           "(classifier.kind=prefix or head serve AR models, kind=clean evaluates)")
-    if (c.kind == "head") != (c.generator is not None):
-        raise ConfigError("classifier.generator=RUN_DIR goes with classifier.kind=head, and only with it")
 
 
 def _generator(cfg: DictConfig):

@@ -1,0 +1,391 @@
+"""The configuration schema: what every key may be and what it means.
+
+The packaged YAML files (`discdiff/configs`) hold the default values; the models below hold each
+key's type, range or allowed values and meaning, and the rules that join keys (a family's knobs,
+a model's head count, a batch plan). `check(plain_dict)` runs them all once, when a configuration
+is composed, for every command; the first violation becomes one line naming the key, the value
+and what is allowed. `discdiff config --help` and the README's key table are generated from these
+models (`discdiff.config.reference`), so the documentation cannot drift from the checks.
+
+A config group whose options take different keys (noise, logger, guidance) is a union of one model
+per option, told apart by its `name`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..data.registry import DataConfig
+from ..factory import CLASSIFIER_KINDS
+from ..models import MODEL_SIZES
+from ..models.classifier import POOLINGS
+from ..training.lr import LR_SCHEDULES
+from ..validation import (
+    ExistingFile,
+    ExistingPath,
+    FiniteFloat,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    first_problem,
+)
+
+SizeName = Literal[tuple(MODEL_SIZES)]
+
+
+class ConfigError(ValueError):
+    """A configuration the user asked for cannot be built; the message is one line."""
+
+
+class Section(BaseModel):
+    """A block of keys; keys it does not declare are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+class ModelSection(Section):
+    name: SizeName = Field(description="DiT size (micro 4x128, tiny 8x512, small 12x768, medium 24x1024); "
+                                       "the keys below override single dimensions of it")
+    hidden_size: Optional[PositiveInt] = Field(description="width D of the residual stream (null: the size's)")
+    n_blocks: Optional[PositiveInt] = Field(description="number of transformer blocks (null: the size's)")
+    n_heads: Optional[PositiveInt] = Field(description="attention heads; must divide hidden_size (null: the size's)")
+    cond_dim: Optional[PositiveInt] = Field(description="width of the time / label conditioning vector (null: the size's)")
+    dropout: Probability = Field(description="residual dropout after attention and MLP")
+
+    def dims(self) -> dict[str, int]:
+        """The named size with this section's overrides applied."""
+        overrides = {k: getattr(self, k) for k in ("hidden_size", "n_blocks", "n_heads", "cond_dim")}
+        return {**MODEL_SIZES[self.name], **{k: v for k, v in overrides.items() if v is not None}}
+
+    @model_validator(mode="after")
+    def _heads_fit(self):
+        d = self.dims()
+        if d["hidden_size"] % d["n_heads"] or (d["hidden_size"] // d["n_heads"]) % 2:
+            raise ValueError(f"model.hidden_size={d['hidden_size']} must split into model.n_heads={d['n_heads']} "
+                             "heads of an even size (rotary embedding); e.g. hidden_size=128 n_heads=4")
+        return self
+
+
+class _EpsNoise(Section):
+    eps: OpenUnitFloat = Field(description="alpha_1 = eps: the share of clean tokens left at t = 1")
+
+
+class LogLinearNoise(_EpsNoise):
+    name: Literal["loglinear"] = Field(description="alpha_t = 1 - (1 - eps) t (MDLM / UDLM default)")
+
+
+class CosineNoise(_EpsNoise):
+    name: Literal["cosine"] = Field(description="alpha_t = eps + (1 - eps) cos(pi t / 2)")
+
+
+class CosineSquaredNoise(_EpsNoise):
+    name: Literal["cosine_squared"] = Field(description="alpha_t = eps + (1 - eps) cos^2(pi t / 2)")
+
+
+class PolynomialNoise(_EpsNoise):
+    name: Literal["polynomial"] = Field(description="alpha_t = 1 - (1 - eps) t^exponent")
+    exponent: PositiveFloat = Field(description="power of t")
+
+
+class _SigmaRangeNoise(Section):
+    sigma_min: PositiveFloat = Field(description="total noise sigma at t = 0")
+    sigma_max: PositiveFloat = Field(description="total noise sigma at t = 1; > sigma_min")
+
+    @model_validator(mode="after")
+    def _increasing(self):
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"noise.sigma_min={self.sigma_min} must be below noise.sigma_max={self.sigma_max}")
+        return self
+
+
+class LinearNoise(_SigmaRangeNoise):
+    name: Literal["linear"] = Field(description="sigma_t linear from sigma_min to sigma_max, alpha_t = exp(-sigma_t)")
+
+
+class GeometricNoise(_SigmaRangeNoise):
+    name: Literal["geometric"] = Field(description="sigma_t = sigma_min^(1-t) sigma_max^t, alpha_t = exp(-sigma_t)")
+
+
+Noise = Annotated[Union[LogLinearNoise, CosineNoise, CosineSquaredNoise, PolynomialNoise, LinearNoise,
+                        GeometricNoise], Field(discriminator="name")]
+
+
+class LRScheduler(Section):
+    name: Literal[tuple(LR_SCHEDULES)] = Field(description="constant_warmup: linear warmup, then constant; "
+                                                           "cosine_decay_warmup: then cosine decay to min_lr "
+                                                           "at trainer.max_steps")
+    warmup_steps: NonNegativeInt = Field(description="optimizer steps of linear warmup")
+    min_lr: NonNegativeFloat = Field(description="final learning rate of the cosine decay; <= optim.lr")
+
+
+class _Logger(Section):
+    project: str = Field(description="project name (W&B); kept for the other loggers")
+
+
+class CSVLoggerSection(_Logger):
+    name: Literal["csv"] = Field(description="CSV metrics in run_dir/logs/version_N/metrics.csv")
+
+
+class TensorBoardLoggerSection(_Logger):
+    name: Literal["tensorboard"] = Field(description="TensorBoard events in run_dir/logs (the tensorboard extra)")
+
+
+class WandbLoggerSection(_Logger):
+    name: Literal["wandb"] = Field(description="Weights & Biases (the wandb extra); offline when its server is "
+                                               "unreachable")
+    entity: Optional[str] = Field(description="W&B entity (team or user); null: your default")
+    offline: bool = Field(description="log offline (sync later with `wandb sync`)")
+
+
+Logger = Annotated[Union[CSVLoggerSection, TensorBoardLoggerSection, WandbLoggerSection], Field(discriminator="name")]
+
+
+class _Guidance(Section):
+    gamma: FiniteFloat = Field(description="guidance strength: 0 = unguided, larger = stronger")
+    condition: NonNegativeInt = Field(description="target class (1 = property above its percentile)")
+
+
+class _ClassifierGuidance(_Guidance):
+    classifier: Optional[ExistingPath] = Field(description="run folder or .ckpt of discdiff train-classifier "
+                                                           "(the kind the method needs); required to sample")
+
+
+class CFGOptions(_Guidance):
+    name: Literal["cfg"] = Field(description="D-CFG: p(.|y)^gamma p(.)^(1-gamma); a label-conditional model, any family")
+
+
+class CBGOptions(_ClassifierGuidance):
+    name: Literal["cbg"] = Field(description="D-CBG: p(x_s|x_t) p(y|x_s)^gamma with a noisy classifier (MDLM, UDLM)")
+    use_approx: bool = Field(description="first-order Taylor scores (one classifier gradient per step)")
+
+
+class NOSOptions(_ClassifierGuidance):
+    name: Literal["nos"] = Field(description="NOS: gradient steps on the denoiser's hidden states (MDLM, UDLM)")
+    num_nos_steps: PositiveInt = Field(description="gradient steps per sampling step")
+    nos_step_size: PositiveFloat = Field(description="each step's length relative to the hidden states' size")
+    nos_stability_coef: NonNegativeFloat = Field(description="weight of KL(perturbed || model) per position")
+
+
+class FUDGEOptions(_ClassifierGuidance):
+    name: Literal["fudge"] = Field(description="FUDGE: top-k next tokens reweighted by a prefix classifier (AR)")
+    topk: PositiveInt = Field(description="candidate tokens scored per step")
+
+
+class PPLMOptions(_ClassifierGuidance):
+    name: Literal["pplm"] = Field(description="PPLM: gradient steps on the AR model's last hidden state (AR)")
+    num_pplm_steps: PositiveInt = Field(description="gradient steps per token")
+    pplm_step_size: PositiveFloat = Field(description="each step's length relative to the hidden states' size")
+    pplm_stability_coef: NonNegativeFloat = Field(description="weight of KL(perturbed || model) of the next token")
+
+
+GuidanceOptions = Annotated[Union[CFGOptions, CBGOptions, NOSOptions, FUDGEOptions, PPLMOptions],
+                            Field(discriminator="name")]
+
+# --------------------------------------------------------------------------- sections
+
+
+class TrainingGuidance(Section):
+    cond_dropout: Probability = Field(description="probability of replacing the label by the null class in "
+                                                  "training (D-CFG); > 0 needs data.label_col")
+
+
+class Training(Section):
+    ema: Probability = Field(description="decay of the moving average of the weights used for validation and "
+                                         "sampling; 0 disables it")
+    antithetic_sampling: bool = Field(description="spread the batch's times evenly over [eps, 1] (lower variance)")
+    importance_sampling: bool = Field(description="t drawn with density proportional to d/dt log(1 - alpha_t), "
+                                                  "reweighted (unbiased, flatter weights)")
+    change_of_variables: bool = Field(description="importance sampling, and the network reads that uniform "
+                                                  "coordinate instead of sigma")
+    sampling_eps: OpenUnitFloat = Field(description="training times t ~ U[eps, 1]")
+    use_simple_ce_loss: bool = Field(description="plain cross-entropy on x0 instead of the NELBO")
+    loss_on_pad: bool = Field(description="train on padding tokens too (false leaves them out of the loss)")
+    guidance: TrainingGuidance
+
+
+class ClassifierSection(Section):
+    kind: Literal[CLASSIFIER_KINDS] = Field(description="noisy: x_t of algo / noise (D-CBG) | clean: x0 "
+                                                        "(evaluation) | prefix: every prefix of x0 (FUDGE) | head: "
+                                                        "on a frozen generator's hidden states (NOS, PPLM)")
+    generator: Optional[ExistingPath] = Field(description="kind=head: the generator's run folder or .ckpt (its "
+                                                          "EMA weights are used)")
+    model: SizeName = Field(description="DiT size of the encoder (not for kind=head)")
+    pooling: Literal[POOLINGS] = Field(description="pooling of the last hidden states over positions (noisy, clean)")
+    dropout: Probability = Field(description="residual dropout of the encoder")
+
+    @model_validator(mode="after")
+    def _generator_iff_head(self):
+        if (self.kind == "head") != (self.generator is not None):
+            raise ValueError("classifier.generator=RUN_DIR goes with classifier.kind=head, and only with it")
+        return self
+
+
+class Loader(Section):
+    global_batch_size: PositiveInt = Field(description="sequences per optimizer step, over all devices "
+                                                       "(reached by gradient accumulation)")
+    batch_size: Optional[PositiveInt] = Field(description="per-device micro-batch; null = global / devices")
+    eval_batch_size: Optional[PositiveInt] = Field(description="validation batch; null = the micro-batch")
+    num_workers: NonNegativeInt = Field(description="data loader worker processes")
+
+
+class Optim(Section):
+    lr: PositiveFloat = Field(description="peak learning rate of AdamW")
+    weight_decay: NonNegativeFloat = Field(description="AdamW weight decay")
+    beta1: Probability = Field(description="AdamW beta1")
+    beta2: Probability = Field(description="AdamW beta2")
+    eps: PositiveFloat = Field(description="AdamW epsilon")
+
+
+class Trainer(Section):
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(description="where to train")
+    devices: Union[PositiveInt, Annotated[list[NonNegativeInt], Field(min_length=1)], Literal["auto"]] = Field(
+        description="devices per node: a count, a list of ids or auto")
+    num_nodes: PositiveInt = Field(description="machines (multi-node DDP)")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(description="Lightning strategy")
+    precision: Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
+        description="auto: bf16 autocast on GPU, fp32 on CPU")
+    max_steps: PositiveInt = Field(description="optimizer steps of the run")
+    gradient_clip_val: NonNegativeFloat = Field(description="gradient-norm clipping; 0 disables it")
+    val_check_interval: PositiveInt = Field(description="optimizer steps between validations")
+    limit_val_batches: Union[Annotated[int, Field(strict=True, ge=1)], Annotated[float, Field(gt=0, le=1)]] = Field(
+        description="validation batches: a count, or a fraction of the split")
+    log_every_n_steps: PositiveInt = Field(description="optimizer steps between logged training metrics")
+    compile: bool = Field(description="torch.compile the backbone")
+    progress_bar: bool = Field(description="show Lightning's progress bar")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precision_as_text(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("precision"), int):  # trainer.precision=32 parses as an int
+            data = {**data, "precision": str(data["precision"])}
+        return data
+
+
+class Checkpointing(Section):
+    every_n_steps: PositiveInt = Field(description="optimizer steps between writes of checkpoints/last.ckpt")
+    resume: bool = Field(description="continue from run_dir's newest readable checkpoint when there is one")
+
+
+class Sampling(Section):
+    steps: PositiveInt = Field(description="denoising steps (diffusion); AR models decode one token per step")
+    num_samples: PositiveInt = Field(description="sequences to draw")
+    batch_size: PositiveInt = Field(description="sequences drawn at once")
+    eps: OpenUnitFloat = Field(description="last time of the grid from 1 to eps")
+    argmax: bool = Field(description="take the most likely token of each step instead of sampling it")
+    use_cache: bool = Field(description="reuse the denoiser's output while x_t is unchanged (absorbing models "
+                                        "without time conditioning); KV cache for AR")
+    float64: bool = Field(description="posterior and Gumbel noise in float64")
+    label: Optional[NonNegativeInt] = Field(description="class to condition on (conditional models); null = the "
+                                                        "null class")
+    output: Optional[str] = Field(description="samples file; null = run_dir/samples.json")
+
+
+class Eval(Section):
+    disable_ema: bool = Field(description="evaluate the live weights instead of the EMA")
+    num_time_samples: PositiveInt = Field(description="NELBO draws of t per sequence in eval ppl")
+    max_batches: Optional[PositiveInt] = Field(description="limit eval ppl to this many validation batches")
+    samples: Optional[ExistingFile] = Field(description="eval qm9: a samples JSON; null = sample now")
+    output_dir: Optional[str] = Field(description="null = run_dir/eval")
+
+
+class Study(Section):
+    gammas: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="guidance strengths of the sweep")
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(description="sampling seeds of the sweep")
+    name: Optional[str] = Field(description="the model's name in the table and plot; null = the run folder's name")
+    eval_classifier: Optional[ExistingPath] = Field(description="a clean classifier's run folder: adds "
+                                                                "classifier_hit_rate, the share of samples it "
+                                                                "assigns to guidance.condition")
+    property: str = Field(description="y axis of the Pareto plot (QM9: qed or ring_count)")
+    output_dir: Optional[str] = Field(description="null = run_dir/guidance_study (rows of other runs are kept)")
+
+
+# ------------------------------------------------------------------------------ root
+
+
+class RunConfig(Section):
+    seed: NonNegativeInt = Field(description="seed of initialisation, data order, noise and sampling")
+    run_dir: str = Field(description="folder of the run: config, tokenizer, checkpoints, logs, samples")
+    checkpoint: Optional[ExistingPath] = Field(description="sample / eval: a .ckpt file; null = run_dir's best, "
+                                                           "else last")
+    diffusion: Literal["absorbing_state", "uniform"] = Field(description="forward process (set by algo)")
+    parameterization: Literal["ar", "subs", "d3pm"] = Field(description="ar: next-token; subs: MDLM's "
+                                                                        "substitution; d3pm: softmax over x0")
+    T: NonNegativeInt = Field(description="0: continuous time; N > 0: discrete time with N steps")
+    time_conditioning: bool = Field(description="the denoiser reads the noise level")
+    zero_recon_loss: bool = Field(description="drop the reconstruction term of the NELBO")
+    subs_masking: bool = Field(description="d3pm on absorbing_state: give the mask token zero probability")
+    training: Training
+    classifier: ClassifierSection
+    loader: Loader
+    optim: Optim
+    trainer: Trainer
+    checkpointing: Checkpointing
+    sampling: Sampling
+    eval: Eval
+    study: Study
+    model: ModelSection
+    data: DataConfig
+    noise: Noise
+    lr_scheduler: LRScheduler
+    logger: Logger
+    guidance: Optional[GuidanceOptions] = Field(None, description="a guidance method (sample / eval); null = unguided")
+
+    @model_validator(mode="after")
+    def _family(self):
+        p, d, T = self.parameterization, self.diffusion, self.T
+        if p == "ar" and T:
+            raise ValueError(f"T={T} does not apply to parameterization=ar; use T=0")
+        if p == "ar" and self.time_conditioning:
+            raise ValueError("time_conditioning=true does not apply to parameterization=ar")
+        if p == "subs" and d != "absorbing_state":
+            raise ValueError(f"parameterization=subs needs diffusion=absorbing_state, got diffusion={d}; "
+                             "use parameterization=d3pm for uniform")
+        if p == "d3pm" and d == "absorbing_state" and not T:
+            raise ValueError("parameterization=d3pm with diffusion=absorbing_state needs discrete time (T>0); "
+                             "use parameterization=subs for continuous time")
+        return self
+
+    @model_validator(mode="after")
+    def _training(self):
+        if self.training.guidance.cond_dropout > 0 and self.data.label_col is None:
+            raise ValueError("training.guidance.cond_dropout > 0 needs a conditional model: set data.label_col")
+        if self.trainer.strategy == "fsdp" and self.training.ema > 0:
+            raise ValueError("strategy=fsdp shards the weights, which the EMA does not follow yet; set "
+                             "training.ema=0 or use strategy=ddp")
+        if self.lr_scheduler.min_lr > self.optim.lr:
+            raise ValueError(f"lr_scheduler.min_lr={self.lr_scheduler.min_lr} is above optim.lr={self.optim.lr}")
+        batch_plan(self.loader.global_batch_size, self.loader.batch_size, world_size(self.trainer))
+        return self
+
+
+def world_size(trainer) -> int:
+    """Training processes: devices per node (a count, a list, or 'auto' = 1) x nodes."""
+    devices = trainer.devices
+    per_node = devices if isinstance(devices, int) else 1 if isinstance(devices, str) else len(devices)
+    return max(per_node, 1) * trainer.num_nodes
+
+
+def batch_plan(global_batch: int, micro: Optional[int], world: int) -> tuple[int, int]:
+    """(per-device micro-batch, gradient accumulation steps) that reach the global batch."""
+    micro = micro or global_batch // world
+    if micro < 1 or global_batch % (micro * world):
+        raise ConfigError(f"loader.global_batch_size={global_batch} is not a multiple of "
+                          f"loader.batch_size={micro} x {world} device(s)")
+    return micro, global_batch // (micro * world)
+
+
+def check(plain: dict) -> dict:
+    """Validate a composed configuration (plain containers); return it with every value in its
+    declared type (e.g. trainer.precision=32 -> '32'). Raises ConfigError with one line."""
+    try:
+        return RunConfig.model_validate(plain).model_dump()
+    except ValidationError as err:
+        raise ConfigError(first_problem(err, RunConfig)) from None
