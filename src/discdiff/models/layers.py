@@ -37,9 +37,11 @@ def norm_and_modulate(
     with _autocast_off(x.device.type):
         w = None if weight is None else weight.float()
         y = F.layer_norm(x.float(), (x.shape[-1],), w, None, eps)
-        if scale is not None:
+        if scale is not None and shift is not None:  # one fused pass: shift + y * (1 + scale)
+            y = torch.addcmul(shift.float()[:, None, :], y, 1.0 + scale.float()[:, None, :])
+        elif scale is not None:
             y = y * (1.0 + scale.float()[:, None, :])
-        if shift is not None:
+        elif shift is not None:
             y = y + shift.float()[:, None, :]
     return y.to(x.dtype)
 
@@ -67,19 +69,20 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(self, start: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape (length, Dh) in fp32 for positions start..start+length-1."""
+        """cos and signed sin of shape (length, Dh) in fp32 for positions start..start+length-1:
+        [cos a, cos a] and [-sin a, sin a] for the angles a (length, Dh / 2)."""
         pos = torch.arange(start, start + length, device=device, dtype=torch.float32)
         angles = torch.outer(pos, self.inv_freq.to(device))
-        angles = torch.cat([angles, angles], dim=-1)
-        return angles.cos(), angles.sin()
+        return torch.cat([angles.cos(), angles.cos()], dim=-1), torch.cat([-angles.sin(), angles.sin()], dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, H, L, Dh) by position; cos/sin (L, Dh). Computed in fp32."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., L, Dh) by position in rotate-half form: with x = [x1, x2],
+    x' = [x1 cos - x2 sin, x2 cos + x1 sin]; cos / signed_sin from `Rotary.cos_sin`. fp32 math."""
     xf = x.float()
-    x1, x2 = xf.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return (xf * cos + rotated * sin).to(x.dtype)
+    half = xf.shape[-1] // 2
+    swapped = torch.cat([xf[..., half:], xf[..., :half]], dim=-1)  # [x2, x1]
+    return torch.addcmul(xf * cos, swapped, signed_sin).to(x.dtype)
 
 
 class TimestepEmbedding(nn.Module):
@@ -118,8 +121,9 @@ class SelfAttention(nn.Module):
         """x: (B, n, D) -> (B, n, D). With ``cache`` the n new positions attend to
         the cached prefix plus themselves (causally)."""
         B, n, _ = x.shape
-        q, k, v = self.qkv(x).view(B, n, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qkv = self.qkv(x).view(B, n, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(qkv[:2], cos, sin)  # q and k rotated in one pass
+        v = qkv[2]
         mask, is_causal = None, self.causal
         if cache is not None:
             past = cache.length
@@ -167,9 +171,9 @@ class DiTBlock(nn.Module):
         mod = self.modulation(F.silu(c)).chunk(6, dim=-1)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod
         a = self.attn(self.norm1(h, shift_a, scale_a), cos, sin, cache, layer)
-        h = h + (gate_a[:, None, :] * self.dropout(a)).to(h.dtype)
+        h = torch.addcmul(h, gate_a[:, None, :], self.dropout(a)).to(h.dtype)  # h + gate * a in one pass
         m = self.mlp(self.norm2(h, shift_m, scale_m))
-        return h + (gate_m[:, None, :] * self.dropout(m)).to(h.dtype)
+        return torch.addcmul(h, gate_m[:, None, :], self.dropout(m)).to(h.dtype)
 
 
 class FinalLayer(nn.Module):
