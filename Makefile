@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: demo test install docs clean
+.PHONY: demo test install docs gpu-wheels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ demo: $(VENV)/.installed-demo
 
 docs: $(VENV)/.installed-test
 	$(PY) -m discdiff.config.reference --write README.md
+
+# Wheels for bench/gpu_suite.py on the device machine (Python 3.12): see bench/README.md.
+gpu-wheels: | $(PY)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl -r bench/gpu-wheels.txt
+	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3  # sdist only: built here, pure Python
 
 clean:
 	rm -rf $(VENV) runs

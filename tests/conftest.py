@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", min(2, os.cpu_count() or 1))))
 
 # Small runs on the committed QM9 fixture; every test that trains uses these on top of its own.
 QUICK = ["model=micro", "data.source=fixture", "loader.global_batch_size=32", "trainer.progress_bar=false",

@@ -120,11 +120,25 @@ def test_unknown_size_refused_in_one_line():
 def test_build_backbone_sizes_and_flops():
     model = build_backbone("micro", V, L, causal=True, num_classes=2, dropout=0.0)
     assert (model.n_blocks, model.hidden_size, model.causal) == (4, 128, True)
-    n = count_parameters(model) - V * 128
-    assert flops_per_token(model, L) == 6 * n + 12 * 4 * 128 * L
+    per_block = 4 * 128 * 128 + 2 * 128 * 512  # qkv + out, MLP up + down
+    assert flops_per_token(model, L) == 6 * (4 * per_block + 128 * V) + 12 * 4 * 128 * L
     assert flops_per_token(model, L, training=False) == flops_per_token(model, L) // 3
     custom = build_backbone(dict(n_blocks=1, hidden_size=16, n_heads=2), V, L)
     assert len(custom.blocks) == 1 and custom.cond_dim == 128
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flop_formula_matches_pytorchs_flop_counter(causal):
+    """The MFU formula counts the matrix products a training step really does (forward and
+    backward), up to the per-sequence conditioning it leaves out."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = randomized(build_backbone("micro", V, L, causal=causal, num_classes=2, dropout=0.0)).train()
+    x = tokens(batch=8)
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.rand(8), torch.zeros(8, dtype=torch.long)).float().square().mean().backward()
+    counted, formula = counter.get_total_flops(), flops_per_token(model, L) * x.numel()
+    assert abs(counted / formula - 1) < 0.05, (counted, formula)
 
 
 @pytest.mark.parametrize("num_classes", [None, 2])

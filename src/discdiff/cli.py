@@ -247,8 +247,17 @@ def _show_notes() -> None:
         notes.propagate = False
 
 
+def _yielding_threads() -> None:
+    """Let torch's OpenMP threads yield a core another program needs. libgomp's waiting threads
+    spin 300,000 times at every barrier by default; with one of two cores busy elsewhere that made
+    the demo's training 13x slower (bench/demo_threads.sh). 10,000 spins cost nothing on an idle
+    machine and cut that slowdown to about 3x. Set before torch loads; an exported value wins."""
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _yielding_threads()
     _show_notes()
     parser = _parser(key_reference=argv[:1] == ["config"] and bool({"-h", "--help"} & set(argv)))
     args = parser.parse_args(argv)

@@ -260,6 +260,8 @@ class Trainer(Section):
     log_every_n_steps: PositiveInt = Field(description="optimizer steps between logged training metrics")
     compile: bool = Field(description="torch.compile the backbone")
     progress_bar: bool = Field(description="show Lightning's progress bar")
+    progress_every: NonNegativeInt = Field(description="print a line (step, loss, steps/s, time left) every N "
+                                                       "optimizer steps; 0 = never")
 
     @model_validator(mode="before")
     @classmethod

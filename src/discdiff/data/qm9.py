@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from discdiff import chem
 from discdiff.data.cache import CacheError, cache_root, load_or_build
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits, get_spec, seeded_split
 from discdiff.data.tokenizers import SmilesTokenizer
@@ -105,6 +104,8 @@ def compute_properties(smiles: list[str], workers: int | None = None) -> pd.Data
 
     Invalid SMILES are dropped. Returns a DataFrame with columns canonical, qed, ring_count.
     """
+    from discdiff import chem  # RDKit: needed to process QM9, not to import discdiff
+
     workers = 1 if len(smiles) < PARALLEL_MIN_MOLECULES else workers or os.cpu_count() or 1
     start = time.perf_counter()
     if workers > 1:

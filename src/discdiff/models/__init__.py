@@ -8,7 +8,8 @@ from .dit import (
     build_backbone,
     count_parameters,
     flops_per_token,
+    per_token_matmul_parameters,
 )
 
 __all__ = ["DiT", "DiTClassifier", "HiddenStateClassifier", "KVCache", "MODEL_SIZES", "build_backbone", "count_parameters",
-           "flops_per_token"]
+           "flops_per_token", "per_token_matmul_parameters"]

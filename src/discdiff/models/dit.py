@@ -242,15 +242,24 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def flops_per_token(model: DiT, length: int, training: bool = True) -> int:
-    """Approximate FLOPs per token, for MFU.
+def per_token_matmul_parameters(model: DiT) -> int:
+    """Weights of the linear layers applied at every position: attention q/k/v and output, the
+    MLP, and the vocabulary head. The embedding lookup and the per-sequence conditioning (time
+    MLP, adaLN modulations) take no per-token matrix product."""
+    per_token = [model.final.linear] + [layer for block in model.blocks
+                                        for layer in (block.attn.qkv, block.attn.out, block.mlp[0], block.mlp[2])]
+    return sum(layer.weight.numel() for layer in per_token)
 
-    Training (forward + backward): ``6 * N + 12 * n_blocks * hidden * length``,
-    where N counts the parameters that take part in matmuls (all parameters
-    minus the token-embedding lookup table) and the second term is attention
-    scores and weighted values (PaLM appendix B convention; causal masking is
-    not discounted). Inference (forward only) is one third of that.
+
+def flops_per_token(model: DiT, length: int, training: bool = True) -> int:
+    """Matrix-product FLOPs per token, for MFU (PaLM appendix B convention).
+
+    Forward: ``2 N + 4 n_blocks D L`` with N = `per_token_matmul_parameters` (each weight is one
+    multiply-add per token) and ``4 D L`` per block for attention scores (Q K^T) and weighted
+    values (A V) over L keys; causal masking is not discounted. Training (forward + backward) is
+    three times the forward: ``6 N + 12 n_blocks D L``. Per-sequence work (conditioning) and
+    elementwise work (norms, the NELBO over (B, L, V)) are not counted.
     """
-    n = count_parameters(model, trainable_only=False) - model.token_embedding.weight.numel()
-    total = 6 * n + 12 * model.n_blocks * model.hidden_size * length
-    return total if training else total // 3
+    n = per_token_matmul_parameters(model)
+    forward = 2 * n + 4 * model.n_blocks * model.hidden_size * length
+    return 3 * forward if training else forward

@@ -24,6 +24,7 @@ from ..config import ConfigError, batch_plan, default_config, world_size
 from ..data import build_datasets
 from ..files import write_text
 from .module import LitLanguageModel
+from .progress import ProgressLines
 from .sampler import ResumableSampler
 
 
@@ -98,14 +99,17 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll") -> L.Trainer:
-    """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation."""
+def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", callbacks=()) -> L.Trainer:
+    """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation; `callbacks`
+    join the checkpointing (and progress-line) ones."""
     _, accumulate = batch_plan(cfg)
     every = cfg.checkpointing.every_n_steps
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                         save_top_k=1, auto_insert_metric_name=False),
+        *([ProgressLines(cfg.trainer.progress_every)] if cfg.trainer.progress_every else []),
+        *callbacks,
     ]
     t = cfg.trainer
     return L.Trainer(
@@ -190,13 +194,22 @@ def train(cfg: DictConfig) -> Path:
     """Train (or resume) the run described by cfg; returns the run folder."""
     run_dir, resume = _prepare_run_dir(cfg)
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
+    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer), resume=resume)
+    return run_dir
+
+
+def fit(cfg: DictConfig, run_dir: Path, train_set, valid_set, vocab: dict, *, resume=None,
+        callbacks=()) -> L.Trainer:
+    """The training every generator run does: seed, build the Lightning module (compiled when
+    trainer.compile), and fit it on the datasets from step 0 or from `resume`; returns the trainer.
+    (The GPU suite measures throughput through this same function on synthetic data.)"""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = LitLanguageModel(OmegaConf.to_container(cfg), vocab_info(tokenizer))
+    module = LitLanguageModel(OmegaConf.to_container(cfg), vocab)
     if cfg.trainer.compile:
         module.lm.backbone.compile()  # in place: checkpoint keys stay those of the plain module
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
     trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
-    return run_dir
+    return trainer
 
 
 def check_classifier_config(cfg: DictConfig) -> None:
