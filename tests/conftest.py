@@ -5,6 +5,9 @@ import os
 import pytest
 import torch
 
+# Tests never reach the HuggingFace hub (offline, no retries) and read the committed BERT vocabulary.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DISCDIFF_BERT_VOCAB", os.path.join(os.path.dirname(__file__), "fixtures", "bert", "vocab.txt"))
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", min(2, os.cpu_count() or 1))))
 
 # Small runs on the committed QM9 fixture; every test that trains uses these on top of its own.

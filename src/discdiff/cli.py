@@ -26,6 +26,8 @@ COMMANDS = {
                 "[eval.samples=path/to/samples.json]",
     "eval qm9-guidance": "a guidance method over gammas and seeds: table + Pareto plot: discdiff eval "
                          "qm9-guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
+    "export": "write a run's model as a HuggingFace folder: discdiff export run_dir=runs/demo out=hf/demo "
+              "[push_to_hub=org/name]",
     "config": "print the resolved configuration: discdiff config algo=mdlm model=tiny; --help lists every key",
 }
 
@@ -38,7 +40,7 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
                "Groups: algo, model, data, noise, lr_scheduler, logger, guidance, experiment. "
                "`discdiff config` shows every key.")
     commands = parser.add_subparsers(dest="command", metavar="command")
-    for name in ("train", "train-classifier", "sample", "config"):
+    for name in ("train", "train-classifier", "sample", "export", "config"):
         epilog = None
         if name == "config" and key_reference:
             from .config.reference import as_text
@@ -65,7 +67,7 @@ def _pipeline(cfg, guided: bool = False):
     the `guidance` options, built (and refused) before anything is printed."""
     from .pipeline import load
 
-    pipe = load(cfg.checkpoint or cfg.run_dir, disable_ema=bool(cfg.eval.disable_ema))
+    pipe = load(cfg.checkpoint or cfg.run_dir, disable_ema=bool(cfg.eval.disable_ema), data=cfg.data)
     guidance = _guidance(cfg, pipe) if guided else None
     print(f"loaded {pipe.checkpoint}", file=sys.stderr)
     if getattr(getattr(guidance, "classifier", None), "checkpoint", None) is not None:
@@ -223,6 +225,30 @@ def _evaluation_classifier(path, pipe, condition: int):
     return hit_rate
 
 
+def cmd_export(cfg) -> None:
+    from .config import ConfigError
+    from .hub import export
+
+    if cfg.export.out is None:
+        raise ConfigError("export needs a folder to write: out=FOLDER (export.out)")
+    out = export(cfg.checkpoint or cfg.run_dir, cfg.export.out, push_to_hub=cfg.export.push_to_hub,
+                 disable_ema=bool(cfg.eval.disable_ema))
+    pushed = f" and pushed it to {cfg.export.push_to_hub}" if cfg.export.push_to_hub else ""
+    print(f"wrote {out}{pushed} (config.json, model.safetensors, tokenizer, modelling code): load it with "
+          f"discdiff.load('{out}') or AutoModelForMaskedLM.from_pretrained('{out}', trust_remote_code=True)")
+
+
+#: `discdiff export out=... push_to_hub=...`: short forms of export.out / export.push_to_hub
+EXPORT_SHORT = {"out": "export.out", "push_to_hub": "export.push_to_hub"}
+
+
+def _expand(command: str, overrides: list[str]) -> list[str]:
+    if command != "export":
+        return overrides
+    return [EXPORT_SHORT[k] + "=" + v if (k := o.partition("=")[0]) in EXPORT_SHORT else o
+            for o in overrides for v in [o.partition("=")[2]]]
+
+
 def cmd_config(cfg) -> None:
     from omegaconf import OmegaConf
 
@@ -230,6 +256,7 @@ def cmd_config(cfg) -> None:
 
 
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
+            "export": cmd_export,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval qm9-guidance": cmd_eval_qm9_guidance}
 
 
@@ -268,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     from .config import compose
 
     try:
-        cfg = compose(args.overrides)
+        cfg = compose(_expand(name, args.overrides))
         HANDLERS[name](cfg)
     except ValueError as err:  # refused input: configuration, checkpoints, data and samples files
         return _fail(name, _first_line(err), 2)

@@ -14,15 +14,20 @@ from .models import DiTClassifier, HiddenStateClassifier, build_backbone
 from .schedules import get_schedule
 
 NUM_CLASSES = 2  # labels are binary: above / below the property's percentile
+PRETRAINED = "hf_dit"  # model=hf_dit: a DiT in the published UDLM / MDLM layout (discdiff.hub)
 
 
-def _backbone(cfg: DictConfig, vocab_size: int, causal: bool):
+def _backbone(cfg: DictConfig, vocab_size: int, causal: bool, num_classes: Optional[int], conditioning: str):
     m = cfg.model
     dims = {k: m[k] for k in ("n_blocks", "hidden_size", "n_heads", "cond_dim") if m.get(k) is not None}
-    size = m.name if not dims else {**_size_dims(m.name), **dims}
-    num_classes = NUM_CLASSES if cfg.data.label_col is not None else None
+    if m.name == PRETRAINED:
+        if len(dims) < 4:
+            raise ValueError("model=hf_dit needs its dimensions; discdiff train reads them from model.pretrained")
+        size = dims
+    else:
+        size = m.name if not dims else {**_size_dims(m.name), **dims}
     return build_backbone(size, vocab_size, cfg.data.length, causal=causal, num_classes=num_classes,
-                          time_conditioning=bool(cfg.time_conditioning), dropout=m.dropout)
+                          time_conditioning=bool(cfg.time_conditioning), dropout=m.dropout, conditioning=conditioning)
 
 
 def _size_dims(name: str) -> dict:
@@ -33,19 +38,28 @@ def _size_dims(name: str) -> dict:
     return dict(MODEL_SIZES[name])
 
 
-def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_id: int, **_ids) -> LanguageModel:
-    """AR for parameterization=ar, otherwise a diffusion model over the configured process."""
+def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_id: int,
+                         num_classes: Optional[int] | str = "from data", conditioning: Optional[str] = None,
+                         **_ids) -> LanguageModel:
+    """AR for parameterization=ar, otherwise a diffusion model over the configured process.
+
+    num_classes: the label classes of a conditional model (default: 2 when data.label_col is set);
+    conditioning: how time and labels join in the DiT (default: "silu_each" for model=hf_dit,
+    "silu_sum" otherwise; see discdiff.models.dit)."""
     t = cfg.training
-    common = {"loss_on_pad": bool(t.loss_on_pad),
-              "num_classes": NUM_CLASSES if cfg.data.label_col is not None else None}
+    if num_classes == "from data":
+        num_classes = NUM_CLASSES if cfg.data.label_col is not None else None
+    conditioning = conditioning or cfg.model.get("conditioning") or "silu_sum"
+    common = {"loss_on_pad": bool(t.loss_on_pad), "num_classes": num_classes}
+    backbone = partial(_backbone, cfg, vocab_size, num_classes=num_classes, conditioning=conditioning)
     if cfg.parameterization == "ar":
-        return AutoregressiveLM(_backbone(cfg, vocab_size, causal=True), cfg.data.length, bos_id, **common)
+        return AutoregressiveLM(backbone(causal=True), cfg.data.length, bos_id, **common)
     subs = cfg.parameterization == "subs"
     process = build_process(cfg.diffusion, vocab_size, mask_id, carry_over=subs,
                             subs_masking=subs or bool(cfg.subs_masking))
     noise = OmegaConf.to_container(cfg.noise)
     schedule = get_schedule(noise.pop("name"), **noise)
-    return DiffusionLM(_backbone(cfg, vocab_size, causal=False), process, schedule, cfg.data.length,
+    return DiffusionLM(backbone(causal=False), process, schedule, cfg.data.length,
                        T=cfg.T, time_conditioning=bool(cfg.time_conditioning),
                        antithetic_sampling=bool(t.antithetic_sampling),
                        importance_sampling=bool(t.importance_sampling),

@@ -182,9 +182,15 @@ def stored_config(run_dir: Path) -> Optional[DictConfig]:
     return OmegaConf.merge(default_config(), found.config)
 
 
-def load(path: str | Path, *, device=None, disable_ema: bool = False) -> Pipeline:
-    """Load a trained model from a run folder or a checkpoint file written by `discdiff train`."""
+def load(path: str | Path, *, device=None, disable_ema: bool = False, data: Optional[DictConfig] = None) -> Pipeline:
+    """Load a trained model: a run folder or checkpoint file of `discdiff train`, or a HuggingFace
+    model folder or hub id (the published UDLM / MDLM checkpoints, or `discdiff export`'s; see
+    `discdiff.hub`; `data` names the dataset of a published one, e.g. for eval ppl)."""
+    from . import hub
     from .training.module import LitLanguageModel
+
+    if hub.is_model_folder(path) or hub.is_hub_id(str(path)):
+        return hub.load(path, device=device, data=data)
 
     checkpoint, run_dir = resolve_checkpoint(path, "generator")
     tokenizer = _run_tokenizer(run_dir)

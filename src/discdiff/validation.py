@@ -50,6 +50,20 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, lt=1)]  # dropout rates, EMA decays: 1 would freeze or drop everything
 OpenUnitFloat = Annotated[float, Field(gt=0, lt=1)]  # epsilons of time grids and schedules
 ExistingPath = _existing("path")  # a run folder or a checkpoint file
+
+
+class HubOrPath:
+    """Marks a value that is an existing path or a HuggingFace hub id (org/name)."""
+
+    def __call__(self, value: str) -> str:
+        from .hub import is_hub_id
+
+        if not Path(value).expanduser().exists() and not is_hub_id(value):
+            raise ValueError("no such file or folder, nor a HuggingFace hub id (org/name)")
+        return value
+
+
+HubSource = Annotated[str, AfterValidator(HubOrPath()), HubOrPath()]
 ExistingFile = _existing("file")
 ExistingFolder = _existing("folder")
 
@@ -71,8 +85,8 @@ def describe(annotation: Any, metadata: tuple = ()) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "a section"
     bounds = _bounds(metadata)
-    text = f"an existing {bounds['exists']}" if bounds.get("exists") else \
-        _NAMES.get(annotation, getattr(annotation, "__name__", "?"))
+    text = f"an existing {bounds['exists']}" if bounds.get("exists") else "an existing path or a hub id" \
+        if bounds.get("hub") else _NAMES.get(annotation, getattr(annotation, "__name__", "?"))
     return text + _range(bounds)
 
 
@@ -86,6 +100,8 @@ def _bounds(metadata) -> dict:
                     found[name] = getattr(m, name)
         if isinstance(item, MustExist):
             found["exists"] = item.what
+        if isinstance(item, HubOrPath):
+            found["hub"] = True
     return found
 
 

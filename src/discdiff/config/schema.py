@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..data.registry import DataConfig
 from ..factory import CLASSIFIER_KINDS
 from ..models import MODEL_SIZES
+from ..models.dit import CONDITIONINGS
 from ..models.classifier import POOLINGS
 from ..training.lr import LR_SCHEDULES
 from ..validation import (
     ExistingFile,
     ExistingPath,
     FiniteFloat,
+    HubSource,
     NonNegativeFloat,
     NonNegativeInt,
     OpenUnitFloat,
@@ -51,7 +53,7 @@ class Section(BaseModel):
 # ---------------------------------------------------------------------------- groups
 
 
-class ModelSection(Section):
+class DiTSection(Section):
     name: SizeName = Field(description="DiT size (micro 4x128, tiny 8x512, small 12x768, medium 24x1024); "
                                        "the keys below override single dimensions of it")
     hidden_size: Optional[PositiveInt] = Field(description="width D of the residual stream (null: the size's)")
@@ -67,11 +69,39 @@ class ModelSection(Section):
 
     @model_validator(mode="after")
     def _heads_fit(self):
-        d = self.dims()
-        if d["hidden_size"] % d["n_heads"] or (d["hidden_size"] // d["n_heads"]) % 2:
-            raise ValueError(f"model.hidden_size={d['hidden_size']} must split into model.n_heads={d['n_heads']} "
-                             "heads of an even size (rotary embedding); e.g. hidden_size=128 n_heads=4")
+        _check_heads(self.dims())
         return self
+
+
+def _check_heads(d: dict) -> None:
+    if d.get("hidden_size") and d.get("n_heads") and (d["hidden_size"] % d["n_heads"] or
+                                                      (d["hidden_size"] // d["n_heads"]) % 2):
+        raise ValueError(f"model.hidden_size={d['hidden_size']} must split into model.n_heads={d['n_heads']} "
+                         "heads of an even size (rotary embedding); e.g. hidden_size=128 n_heads=4")
+
+
+class PretrainedDiTSection(Section):
+    name: Literal["hf_dit"] = Field(description="a DiT in the published UDLM / MDLM HuggingFace layout, started "
+                                                "from model.pretrained (fine-tuning)")
+    pretrained: HubSource = Field(description="hub id (org/name) or local folder of the starting checkpoint")
+    hidden_size: Optional[PositiveInt] = Field(description="null: read from the checkpoint's config.json")
+    n_blocks: Optional[PositiveInt] = Field(description="null: read from the checkpoint's config.json")
+    n_heads: Optional[PositiveInt] = Field(description="null: read from the checkpoint's config.json")
+    cond_dim: Optional[PositiveInt] = Field(description="null: read from the checkpoint's config.json")
+    dropout: Probability = Field(description="residual dropout after attention and MLP")
+    conditioning: Literal[CONDITIONINGS] = Field(description="silu_each: silu(time) + silu(label), as published; "
+                                                             "silu_sum: silu(time + label), as discdiff's DiT")
+
+    def dims(self) -> dict:
+        return {k: getattr(self, k) for k in ("hidden_size", "n_blocks", "n_heads", "cond_dim")}
+
+    @model_validator(mode="after")
+    def _heads_fit(self):
+        _check_heads(self.dims())
+        return self
+
+
+ModelSection = Annotated[Union[DiTSection, PretrainedDiTSection], Field(discriminator="name")]
 
 
 class _EpsNoise(Section):
@@ -309,14 +339,20 @@ class Study(Section):
     output_dir: Optional[str] = Field(description="null = run_dir/guidance_study (rows of other runs are kept)")
 
 
+class Export(Section):
+    out: Optional[str] = Field(description="discdiff export: the HuggingFace model folder to write (also out=)")
+    push_to_hub: Optional[str] = Field(description="discdiff export: upload the folder to this hub repository "
+                                                   "(org/name; also push_to_hub=)")
+
+
 # ------------------------------------------------------------------------------ root
 
 
 class RunConfig(Section):
     seed: NonNegativeInt = Field(description="seed of initialisation, data order, noise and sampling")
     run_dir: str = Field(description="folder of the run: config, tokenizer, checkpoints, logs, samples")
-    checkpoint: Optional[ExistingPath] = Field(description="sample / eval: a .ckpt file; null = run_dir's best, "
-                                                           "else last")
+    checkpoint: Optional[HubSource] = Field(description="sample / eval / export: a .ckpt file, a HuggingFace model "
+                                                        "folder or hub id (org/name); null = run_dir's best, else last")
     diffusion: Literal["absorbing_state", "uniform"] = Field(description="forward process (set by algo)")
     parameterization: Literal["ar", "subs", "d3pm"] = Field(description="ar: next-token; subs: MDLM's "
                                                                         "substitution; d3pm: softmax over x0")
@@ -333,6 +369,7 @@ class RunConfig(Section):
     sampling: Sampling
     eval: Eval
     study: Study
+    export: Export
     model: ModelSection
     data: DataConfig
     noise: Noise

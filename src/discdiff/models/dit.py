@@ -3,14 +3,17 @@
 The network maps tokens ``x`` (B, L), a noise level ``sigma`` (B,) and an
 optional class label ``cond`` (B,) to logits (B, L, V):
 
-    h0 = token_embedding(x)                          (B, L, D)
-    c  = TimeMLP(sinusoid(sigma)) + label_emb(cond)  (B, C)
+    h0 = token_embedding(x)                                (B, L, D)
+    c  = silu(TimeMLP(sinusoid(sigma)) + label_emb(cond))  (B, C)   conditioning="silu_sum"
+    c  = silu(TimeMLP(sinusoid(sigma))) + silu(label_emb(cond))     conditioning="silu_each"
     h  = blocks(h0, c)   # adaLN-zero transformer blocks, rotary attention
     logits = head(h, c)  # adaLN (shift/scale) + Linear(D -> V)
 
 Class labels use ``nn.Embedding(num_classes + 1, C)``; index ``num_classes``
-is the null class used by classifier-free guidance (``cond=None`` also means
-null). With ``time_conditioning=False`` sigma is replaced by zeros.
+is the null class used by classifier-free guidance. ``cond=None`` means the
+null class under "silu_sum" (discdiff's own models) and no label term under
+"silu_each" (the layout of the published UDLM / MDLM checkpoints, see
+`discdiff.hub`). With ``time_conditioning=False`` sigma is replaced by zeros.
 
 Guidance hooks:
   * ``x`` may be token ids (B, L) or a one-hot / relaxed distribution (B, L, V),
@@ -25,9 +28,12 @@ Guidance hooks:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import DiTBlock, FinalLayer, Rotary, TimestepEmbedding
+
+CONDITIONINGS = ("silu_sum", "silu_each")
 
 #: Named backbone sizes; ``micro`` is sized for CPU demos and tests.
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -93,11 +99,17 @@ class DiT(nn.Module):
         causal: causal self-attention (autoregressive model).
         num_classes: number of class labels, or None for an unconditional model.
         time_conditioning: if False, sigma is ignored (replaced by zeros).
+        conditioning: how time and label embeddings join (module docstring): "silu_sum"
+            (discdiff) or "silu_each" (published UDLM / MDLM checkpoints).
     """
 
     def __init__(self, vocab_size, length, hidden_size, n_blocks, n_heads, cond_dim=128,
-                 dropout=0.1, causal=False, num_classes=None, time_conditioning=True):
+                 dropout=0.1, causal=False, num_classes=None, time_conditioning=True,
+                 conditioning: str = "silu_sum"):
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning '{conditioning}'; allowed: {', '.join(CONDITIONINGS)}")
+        self.conditioning_mode = conditioning
         self.vocab_size, self.length, self.hidden_size = vocab_size, length, hidden_size
         self.n_blocks, self.n_heads, self.cond_dim = n_blocks, n_heads, cond_dim
         self.causal, self.num_classes = causal, num_classes
@@ -140,20 +152,23 @@ class DiT(nn.Module):
         return x.to(weight.dtype) @ weight
 
     def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
-        """Conditioning vector c (B, C) = time embedding (+ label embedding).
+        """Conditioning vector c (B, C), activated: what the adaLN modulations read (module
+        docstring for the two ways time and label embeddings join).
 
         sigma: (B,) float, a scalar, or None (zeros); ignored when time_conditioning
             is False.
-        cond: (B,) class ids, value ``num_classes`` (or None) meaning null.
+        cond: (B,) class ids, value ``num_classes`` meaning null; None (see the module docstring).
         """
-        c = self.time_embedding(self._sigma(sigma, batch_size, device))
+        t = self.time_embedding(self._sigma(sigma, batch_size, device))
         if self.label_embedding is None:
             if cond is not None:
                 raise ValueError("cond given to a DiT built without num_classes")
-            return c
+            return F.silu(t)
+        if self.conditioning_mode == "silu_each":
+            return F.silu(t) if cond is None else F.silu(t) + F.silu(self.label_embedding(cond))
         if cond is None:
             cond = torch.full((batch_size,), self.num_classes, device=device, dtype=torch.long)
-        return c + self.label_embedding(cond)
+        return F.silu(t + self.label_embedding(cond))
 
     def _sigma(self, sigma, batch_size: int, device) -> torch.Tensor:
         """sigma as a (B,) float tensor: zeros when None or time conditioning is off;
@@ -217,7 +232,7 @@ class DiT(nn.Module):
 # -------------------------------------------------------------------- helpers
 def build_backbone(size_or_dict, vocab_size: int, length: int, *, causal: bool = False,
                    num_classes: int | None = None, time_conditioning: bool = True,
-                   dropout: float = 0.1) -> DiT:
+                   dropout: float = 0.1, conditioning: str = "silu_sum") -> DiT:
     """DiT from a named size in MODEL_SIZES or a dict with n_blocks, hidden_size,
     n_heads and optionally cond_dim."""
     if isinstance(size_or_dict, str):
@@ -234,7 +249,7 @@ def build_backbone(size_or_dict, vocab_size: int, length: int, *, causal: bool =
             raise ValueError(f"bad model spec: unknown keys {sorted(unknown)}, missing "
                              f"{sorted(missing)}; keys: {', '.join(sorted(allowed))}")
     return DiT(vocab_size, length, dropout=dropout, causal=causal, num_classes=num_classes,
-               time_conditioning=time_conditioning, **spec)
+               time_conditioning=time_conditioning, conditioning=conditioning, **spec)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

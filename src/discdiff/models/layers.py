@@ -148,8 +148,8 @@ class DiTBlock(nn.Module):
 
     ``h = h + gate_a * Attn(LN(h) * (1 + scale_a) + shift_a)``
     ``h = h + gate_m * MLP(LN(h) * (1 + scale_m) + shift_m)``
-    The six modulation vectors come from ``Linear(SiLU(c))``, zero-initialised,
-    so every block starts as the identity map.
+    The six modulation vectors come from ``Linear(c)`` of the activated conditioning
+    vector (`DiT.conditioning`), zero-initialised, so every block starts as the identity map.
     """
 
     def __init__(self, dim: int, n_heads: int, cond_dim: int, dropout: float, causal: bool,
@@ -167,8 +167,8 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, h, c, cos, sin, cache=None, layer: int = 0):
-        """h: (B, L, D); c: (B, C) -> (B, L, D)."""
-        mod = self.modulation(F.silu(c)).chunk(6, dim=-1)
+        """h: (B, L, D); c: (B, C) activated conditioning -> (B, L, D)."""
+        mod = self.modulation(c).chunk(6, dim=-1)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod
         a = self.attn(self.norm1(h, shift_a, scale_a), cos, sin, cache, layer)
         h = torch.addcmul(h, gate_a[:, None, :], self.dropout(a)).to(h.dtype)  # h + gate * a in one pass
@@ -189,6 +189,6 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, h, c):
-        """h: (B, L, D); c: (B, C) -> logits (B, L, V)."""
-        shift, scale = self.modulation(F.silu(c)).chunk(2, dim=-1)
+        """h: (B, L, D); c: (B, C) activated conditioning -> logits (B, L, V)."""
+        shift, scale = self.modulation(c).chunk(2, dim=-1)
         return self.linear(self.norm(h, shift, scale))

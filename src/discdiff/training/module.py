@@ -110,6 +110,16 @@ class LitLanguageModel(ResumableModule):
     def network(self) -> torch.nn.Module:
         return self.lm
 
+    def start_from(self, backbone_state: dict) -> None:
+        """Start training from given backbone weights (fine-tuning); the EMA starts from them
+        too. Label embeddings the state lacks keep their fresh initialisation; ones this model
+        has no use for (an unconditional model) are refused by the caller."""
+        missing, unexpected = self.lm.backbone.load_state_dict(backbone_state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("label_embedding")]:
+            raise ValueError(f"the starting weights do not fit this model: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+        self._init_resumable()
+
     # ----- conditioning -------------------------------------------------------------------------
     def condition(self, batch, training: bool):
         """Class labels (B,) for a conditional model, with label dropout to the null class

@@ -19,9 +19,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .. import checkpoints
+from .. import checkpoints, hub
 from ..config import ConfigError, batch_plan, default_config, world_size
 from ..data import build_datasets
+from ..factory import PRETRAINED
 from ..files import write_text
 from .module import LitLanguageModel
 from .progress import ProgressLines
@@ -123,6 +124,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", call
     )
 
 
+DIMS = ("hidden_size", "n_blocks", "n_heads", "cond_dim")
+
 #: Keys that define what a run is: a restarted run must keep them (the others, e.g. trainer.max_steps,
 #: devices or logging, may change between restarts).
 FIXED_ON_RESUME = ("seed", "diffusion", "parameterization", "T", "time_conditioning", "subs_masking",
@@ -192,19 +195,65 @@ def _datasets(cfg: DictConfig, run_dir: Path):
 
 def train(cfg: DictConfig) -> Path:
     """Train (or resume) the run described by cfg; returns the run folder."""
+    cfg = _with_pretrained_dims(cfg)
     run_dir, resume = _prepare_run_dir(cfg)
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
-    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer), resume=resume)
+    start = _pretrained_start(cfg, tokenizer) if resume is None else None
+    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer), resume=resume, start=start)
     return run_dir
 
 
-def fit(cfg: DictConfig, run_dir: Path, train_set, valid_set, vocab: dict, *, resume=None,
+def _with_pretrained_dims(cfg: DictConfig) -> DictConfig:
+    """model=hf_dit: the dimensions left null, from the run being resumed or else from the
+    checkpoint's config.json (whose family and time conditioning must be this run's)."""
+    m = cfg.model
+    if m.name != PRETRAINED or all(m[k] is not None for k in DIMS):
+        return cfg
+    point = checkpoints.resume_point(Path(cfg.run_dir)) if cfg.checkpointing.resume else None
+    if point is not None:
+        found = point.checkpoint.config.get("model", {})
+    else:
+        found = hub.pretrained_dims(m.pretrained)
+        family = hub.layout.FAMILIES[found["model_type"]]
+        algo = {"uniform": "udlm", "absorbing_state": "mdlm"}.get(cfg.diffusion, "udlm") \
+            if cfg.parameterization != "ar" else "ar"
+        if family != algo:
+            raise ConfigError(f"model.pretrained={m.pretrained} is a {family.upper()} checkpoint; train it with "
+                              f"algo={family}")
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    for key in DIMS:
+        if cfg.model[key] is None:
+            cfg.model[key] = found.get(key)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _pretrained_start(cfg: DictConfig, tokenizer) -> dict | None:
+    """model=hf_dit, fresh run: the starting weights, after checking they read this tokenizer's
+    vocabulary (label embeddings of an unconditional run are dropped)."""
+    if cfg.model.name != PRETRAINED:
+        return None
+    found = hub.pretrained_dims(cfg.model.pretrained)
+    if found["vocab_size"] != tokenizer.vocab_size:
+        raise ConfigError(f"model.pretrained={cfg.model.pretrained} reads {found['vocab_size']} tokens, the "
+                          f"tokenizer of data={cfg.data.name} has {tokenizer.vocab_size}")
+    state = hub.pretrained_state(cfg.model.pretrained)
+    if cfg.data.label_col is None:
+        state = {k: v for k, v in state.items() if not k.startswith("label_embedding")}
+    return state
+
+
+def fit(cfg: DictConfig, run_dir: Path, train_set, valid_set, vocab: dict, *, resume=None, start=None,
         callbacks=()) -> L.Trainer:
-    """The training every generator run does: seed, build the Lightning module (compiled when
-    trainer.compile), and fit it on the datasets from step 0 or from `resume`; returns the trainer.
-    (The GPU suite measures throughput through this same function on synthetic data.)"""
+    """The training every generator run does: seed, build the Lightning module (from the backbone
+    weights `start` when given, compiled when trainer.compile), and fit it on the datasets from
+    step 0 or from the checkpoint `resume`; returns the trainer. (The GPU suite measures
+    throughput through this same function on synthetic data.)"""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = LitLanguageModel(OmegaConf.to_container(cfg), vocab)
+    if start is not None:
+        module.start_from(start)
     if cfg.trainer.compile:
         module.lm.backbone.compile()  # in place: checkpoint keys stay those of the plain module
     trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
