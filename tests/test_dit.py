@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from discdiff.models import MODEL_SIZES, DiT, build_backbone, count_parameters, flops_per_token
+from discdiff.models import MODEL_SIZES, DiT, build_backbone, flops_per_token
 
 V, L, B = 40, 16, 3
 
