@@ -42,6 +42,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))  # the checkout's discdiff, installed or n
 import lightning as L  # noqa: E402
 
 from discdiff.config import compose  # noqa: E402
-from discdiff.data import TokenDataset  # noqa: E402
+from discdiff.data.tokens import Padded, Specials, Tokens  # noqa: E402
 from discdiff.factory import build_language_model  # noqa: E402
 from discdiff.files import write_json, write_text  # noqa: E402
 from discdiff.guidance import CBG, CFG  # noqa: E402
@@ -343,8 +344,8 @@ class Suite:
         """A dataset of random ids (rows, L) and its vocabulary description."""
         length = length or self.s.length
         g = torch.Generator().manual_seed(rows)
-        ids = torch.randint(2, self.s.vocab - 1, (rows, length), generator=g, dtype=torch.int32)
-        data = TokenDataset(ids, torch.full((rows,), length, dtype=torch.int32))
+        ids = torch.randint(2, self.s.vocab - 1, (rows * (length - 2),), generator=g).numpy()
+        data = Padded(Tokens(ids, np.arange(0, ids.size + 1, length - 2)), length, Specials(bos=1, eos=1, pad=0))
         v = self.s.vocab
         return data, {"vocab_size": v, "pad_id": 0, "bos_id": 1, "eos_id": 1, "mask_id": v - 1}
 

@@ -80,12 +80,24 @@ def test_sample_then_eval_qm9(trained_run, capsys):
         assert (trained_run / "eval" / name).exists()
 
 
-def test_eval_ppl(trained_run, capsys):
-    assert main(["eval", "ppl", f"run_dir={trained_run}", "eval.max_batches=2", "loader.eval_batch_size=16"]) == 0
+def test_eval_ppl_counts_real_tokens_unless_asked(trained_run, capsys):
+    """QM9 trains on padding; the reported likelihood leaves it out (the validation split: QM9
+    has no test split), unless eval.include_padding=true."""
+    from discdiff.data import build_split
+    from discdiff.pipeline import load
+
+    common = ["eval", "ppl", f"run_dir={trained_run}", "eval.max_batches=2", "loader.eval_batch_size=16"]
+    assert main(common) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["tokens"] == 2 * 16 * 32
+    dataset, _, _ = build_split(load(trained_run).cfg.data, "valid")
+    real = sum(int(dataset[i]["attention_mask"].sum()) for i in range(32))
+    assert result["tokens"] == real < 2 * 16 * 32 and result["split"] == "valid"
+    assert result["counted"].startswith("real tokens") and result["conditional"]
     assert result["ppl"] == pytest.approx(2.718281828 ** result["nll"], rel=1e-6)
     assert 1 < result["ppl"] < 36  # better than uniform over the 35-token vocabulary + mask
+    assert main([*common, "eval.include_padding=true"]) == 0
+    padded = json.loads(capsys.readouterr().out)
+    assert padded["tokens"] == 2 * 16 * 32 and padded["counted"].startswith("every position")
 
 
 def test_sampling_with_classifier_free_guidance(trained_run, capsys):

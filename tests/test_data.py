@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import hashlib
 import json
+import pickle
 import shutil
 import urllib.request
 import zipfile
@@ -21,8 +22,7 @@ from discdiff.data import (
     CharTokenizer,
     SmilesTokenizer,
     build_datasets,
-    encode_blocks,
-    encode_padded,
+    build_split,
     get_spec,
     load_tokenizer,
     qm9_train_smiles,
@@ -33,6 +33,7 @@ from discdiff.data.qm9 import binary_labels, processed_table
 from discdiff.data.registry import DataConfig, seeded_split
 from discdiff.data.text8 import ENWIKI_IN_GENSIM, clean_wiki_dump, strip_wiki_markup, text8_normalize
 from discdiff.data.tokenizers import find_bert_vocab
+from discdiff.data.tokens import Blocks, Padded, Specials, Tokens, Wrapped, encode, write
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QM9_CSV = FIXTURES / "qm9" / "qm9_sample.csv"
@@ -42,6 +43,11 @@ TEXT8_TXT = FIXTURES / "text8" / "text8_sample.txt"
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def stack(dataset, key: str = "input_ids") -> torch.Tensor:
+    """Every item's `key` of a (small) dataset, stacked."""
+    return torch.stack([dataset[i][key] for i in range(len(dataset))])
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +82,7 @@ def test_smiles_round_trip_on_all_fixture_molecules(qm9):
 def test_qm9_dataset_decodes_to_canonical_smiles(qm9, qm9_cache):
     train, _, tok = qm9
     canonical = set(processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))["canonical"])
-    decoded = tok.batch_decode(train.input_ids)
+    decoded = tok.batch_decode(stack(train))
     assert len(decoded) == 1900 and set(decoded) <= canonical
     assert all(tok.decode(tok.encode(s)) == s for s in canonical)
 
@@ -159,12 +165,12 @@ def test_unknown_dataset_one_line_error():
     with pytest.raises(ValueError) as err:
         get_spec("imagenet")
     message = str(err.value)
-    assert "\n" not in message and "imagenet" in message and "qm9, lm1b, text8" in message
+    assert "\n" not in message and "imagenet" in message and "qm9, lm1b, lm1b_wrap, text8" in message
 
 
 def test_declared_dataset_refuses_to_build():
     with pytest.raises(ValueError, match=r"^dataset 'cifar10' is registered but its loader is not implemented yet; "
-                                         r"implemented: qm9, lm1b, text8$"):
+                                         r"implemented: qm9, lm1b, lm1b_wrap, text8$"):
         build_datasets({"name": "cifar10"})
 
 
@@ -182,9 +188,9 @@ def test_bad_config_one_line(cfg, match):
 
 def test_spec_fields():
     spec = get_spec("text8")
-    assert (spec.tokenizer, spec.length, spec.wrap) == ("char", 256, True)
-    assert get_spec("qm9").label_columns == ("qed", "ring_count")
-    assert (get_spec("lm1b").length, get_spec("lm1b").wrap) == (128, False)
+    assert (spec.tokenizer, spec.length, spec.layout, spec.cached) == ("char", 256, "blocks", True)
+    assert get_spec("qm9").label_columns == ("qed", "ring_count") and not get_spec("qm9").cached
+    assert (get_spec("lm1b").length, get_spec("lm1b").layout, get_spec("lm1b_wrap").layout) == (128, "pad", "wrap")
 
 
 # ---------------------------------------------------------------- QM9
@@ -209,7 +215,7 @@ def test_qm9_labels_are_90th_percentile_split(qm9, qm9_cache):
     labels = binary_labels(table["qed"].to_numpy(), 90)
     assert labels.tolist() == (table["qed"] > np.percentile(table["qed"], 90)).astype(int).tolist()
     assert 0.09 <= labels.mean() <= 0.11
-    all_labels = torch.cat([qm9[0].labels, qm9[1].labels]).float()
+    all_labels = torch.cat([stack(qm9[0], "label"), stack(qm9[1], "label")]).float()
     assert all_labels.mean().item() == pytest.approx(labels.mean())
 
 
@@ -218,7 +224,7 @@ def test_qm9_ring_count_labels_are_strictly_above(qm9_cache):
                                   "label_col": "ring_count"})
     table = processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))
     threshold = np.percentile(table["ring_count"], 90)
-    assert ((table["ring_count"] > threshold).mean() < 0.1) and train.labels.sum() > 0
+    assert ((table["ring_count"] > threshold).mean() < 0.1) and stack(train, "label").sum() > 0
 
 
 def test_split_is_seeded_and_disjoint(qm9_cache):
@@ -276,7 +282,7 @@ def test_corrupt_cache_is_rebuilt_and_source_kept(tmp_path, small_qm9_csv, corru
     assert json.loads(manifest_path(cached).read_text())["rows"] == 200
     corrupt(cached)
     again, _, _ = build_datasets(cfg)
-    assert torch.equal(first.input_ids, again.input_ids) and torch.equal(first.labels, again.labels)
+    assert torch.equal(stack(first), stack(again)) and torch.equal(stack(first, "label"), stack(again, "label"))
     assert md5(small_qm9_csv) == source_md5
     assert len(pd.read_parquet(cached)) == 200
     assert sorted(p.name for p in small_qm9_csv.parent.iterdir()) == ["small.csv"]
@@ -290,7 +296,7 @@ def test_qm9_hub_loader_maps_columns(monkeypatch, tmp_path):
         {"canonical_smiles": smiles, "qed": [0.0] * 100, "ring_count": [0] * 100})})
     monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, **kw: fake if hub_id == "yairschiff/qm9" else None)
     train, valid, _ = build_datasets({"name": "qm9", "source": "hub", "cache_dir": str(tmp_path), "label_col": "qed"})
-    assert (len(train), len(valid)) == (95, 5) and train.labels.sum() > 0
+    assert (len(train), len(valid)) == (95, 5) and stack(train, "label").sum() > 0
 
 
 def test_cache_is_reused(tmp_path, small_qm9_csv):
@@ -323,7 +329,7 @@ def test_lm1b_fixture_layout(tmp_path):
     item = train[0]
     n = int(item["attention_mask"].sum())
     assert item["input_ids"][0] == 101 and item["input_ids"][n - 1] == 102 and (item["input_ids"][n:] == 0).all()
-    decoded = tok.batch_decode(train.input_ids)
+    decoded = tok.batch_decode(stack(train))
     assert any("'s " in text for text in decoded) and not any(" ' s " in text for text in decoded)
 
 
@@ -405,12 +411,62 @@ def test_text8_download_failure_points_to_offline(monkeypatch, tmp_path):
     assert not list((tmp_path / "text8").iterdir())
 
 
-def test_encode_helpers_shapes():
+def test_layouts_against_brute_force():
+    """Padded, Wrapped and Blocks equal what joining and cutting the texts by hand gives."""
     tok = CharTokenizer()
-    ids, lengths = encode_blocks(tok, ["abcdefg", "hij"], 4)
-    assert ids.shape == (2, 4) and lengths.tolist() == [4, 4] and tok.batch_decode(ids) == ["abcd", "efgh"]
-    ids, lengths = encode_padded(tok, ["abcdefg", "hi"], 5)
-    assert tok.batch_decode(ids, skip_special=False) == ["[BOS]abc[EOS]", "[BOS]hi[EOS][PAD]"]
-    assert lengths.tolist() == [5, 4]
-    with pytest.raises(ValueError, match="fewer than one block"):
-        encode_blocks(tok, ["ab"], 4)
+    texts = ["abcdefg", "hi", "jklmnopqrstu", "v", "wxyz"]
+    tokens = encode(tok, texts)
+    sp = Specials(tok.bos_id, tok.eos_id, tok.pad_id)
+    padded = [tok.decode(r, skip_special=False) for r in stack(Padded(tokens, 5, sp))]
+    assert padded == ["[BOS]abc[EOS]", "[BOS]hi[EOS][PAD]", "[BOS]jkl[EOS]", "[BOS]v[EOS][PAD][PAD]", "[BOS]wxy[EOS]"]
+    joined = [t for text in texts for t in [*tok.encode(text), tok.eos_id]]
+    for length in (3, 4, 7):
+        width = length - 2
+        expected = [[tok.bos_id, *joined[i:i + width], tok.eos_id] for i in range(0, len(joined) - width + 1, width)]
+        assert stack(Wrapped(tokens, length, sp)).tolist() == expected
+    stream = [t for text in texts for t in tok.encode(text)]
+    assert stack(Blocks(tokens, 4, sp)).tolist() == [stream[i:i + 4] for i in range(0, len(stream) - 3, 4)]
+    assert len(Blocks(tokens, 4, sp, limit=2)) == 2
+
+
+def test_token_cache_is_memory_mapped_and_pickles_without_its_arrays(tmp_path):
+    tok = CharTokenizer()
+    texts = ["some text"] * 50 + ["more"] * 50
+    labels = {"y": np.arange(100) % 2}
+    path = tmp_path / "train.tokens"
+    meta = write(path, tok, texts, labels)
+    tokens = Tokens.open(path, meta)
+    assert isinstance(tokens.ids, np.memmap) and tokens.ids.dtype == np.uint16 and len(tokens) == 100
+    assert tok.decode(tokens.ids[tokens.offsets[50]:tokens.offsets[51]]) == "more"
+    assert tokens.labels["y"].tolist() == labels["y"].tolist()
+    assert len(pickle.dumps(tokens)) < 2000  # workers map the file themselves
+    clone = pickle.loads(pickle.dumps(Padded(tokens, 8, Specials(1, 2, 0), "y")))
+    assert clone[51]["label"] == 1 and tok.decode(clone[51]["input_ids"]) == "more"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="its manifest describes"):
+        Tokens.open(path, meta)
+
+
+def test_lm1b_is_tokenized_once_and_shared_with_lm1b_wrap(tmp_path, monkeypatch):
+    from discdiff.data import lm1b
+
+    cfg = {"name": "lm1b", "source": "fixture", "cache_dir": str(tmp_path), "bert_vocab": str(BERT_VOCAB)}
+    padded, padded_valid, tok = build_datasets(cfg)
+    calls = []
+    monkeypatch.setattr(lm1b, "load_splits", lambda *a: calls.append(a))
+    wrapped, _, _ = build_datasets({**cfg, "name": "lm1b_wrap"})
+    assert not calls and len(list((tmp_path / "tokens").iterdir())) == 1
+    assert wrapped.seq_len == 128 and all(wrapped[0]["attention_mask"] == 1)
+    row = wrapped[0]["input_ids"]
+    assert row[0] == tok.bos_id and row[-1] == tok.eos_id and (row[1:-1] == tok.eos_id).sum() >= 2
+    first = padded[0]["input_ids"][1:int(padded[0]["attention_mask"].sum()) - 1]
+    assert torch.equal(row[1:1 + len(first)], first) and row[1 + len(first)] == tok.eos_id
+    dataset, _, used = build_split(cfg, "test")
+    assert used == "valid" and len(dataset) == len(padded_valid)  # a local LM1B file has no test split
+
+
+def test_text8_test_split(tmp_path):
+    test, _, used = build_split({"name": "text8", "source": "fixture", "cache_dir": str(tmp_path)}, "test")
+    text = TEXT8_TXT.read_text()
+    cut = int(len(text) * 0.95)
+    assert used == "test" and CharTokenizer().decode(test[0]["input_ids"]) == text[cut:cut + 256]

@@ -21,7 +21,8 @@ COMMANDS = {
     "train-classifier": "train (or resume) a noisy classifier for guidance=cbg: discdiff train-classifier "
                         "algo=udlm data.label_col=qed run_dir=runs/qm9-udlm-qed-clf",
     "sample": "sample from a trained run: discdiff sample run_dir=runs/qm9-udlm sampling.num_samples=256",
-    "eval ppl": "validation NELBO, perplexity and bits per token: discdiff eval ppl run_dir=runs/qm9-udlm",
+    "eval ppl": "NELBO, perplexity and bits per token on the test split (valid where there is none), padding "
+                "left out: discdiff eval ppl run_dir=runs/qm9-udlm",
     "eval qm9": "validity, uniqueness, novelty and properties of molecules: discdiff eval qm9 run_dir=... "
                 "[eval.samples=path/to/samples.json]",
     "eval qm9-guidance": "a guidance method over gammas and seeds: table + Pareto plot: discdiff eval "
@@ -129,9 +130,9 @@ def cmd_eval_ppl(cfg) -> None:
     from .evaluation.perplexity import evaluate_perplexity
 
     pipe = _pipeline(cfg)
-    result = evaluate_perplexity(pipe, batch_size=cfg.loader.eval_batch_size or 64,
-                                 max_batches=cfg.eval.max_batches, num_time_samples=cfg.eval.num_time_samples,
-                                 seed=cfg.seed)
+    result = evaluate_perplexity(pipe, split=cfg.eval.split, include_padding=bool(cfg.eval.include_padding),
+                                 batch_size=cfg.loader.eval_batch_size or 64, max_batches=cfg.eval.max_batches,
+                                 num_time_samples=cfg.eval.num_time_samples, seed=cfg.seed)
     out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
     write_json(out_dir / "ppl.json", result)
     _print_json(result)

@@ -25,8 +25,10 @@ from .schedules import NoiseSchedule
 
 @dataclass
 class LossOutput:
-    """Mean loss per scored token (what is optimised), summed NELBO and token count (for
-    perplexity), and the per-term breakdown for logging."""
+    """Mean loss per trained token (what is optimised: padding included when the model trains on
+    it, `training.loss_on_pad`), the NELBO summed over the counted tokens and their number (for
+    perplexity: padding left out unless `include_padding`, as the paper reports), and the
+    per-term breakdown for logging."""
 
     loss: torch.Tensor
     nll_sum: torch.Tensor
@@ -46,7 +48,13 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
         self.num_classes = num_classes  # conditional models: labels 0..num_classes-1, num_classes = null
 
     def token_mask(self, batch) -> Optional[torch.Tensor]:
+        """The tokens the objective trains on (B, L): all (None) when training on padding."""
         return None if self.loss_on_pad else batch["attention_mask"]
+
+    @staticmethod
+    def counted_mask(batch, include_padding: bool) -> Optional[torch.Tensor]:
+        """The tokens a reported likelihood counts (B, L): real tokens only, unless include_padding."""
+        return None if include_padding else batch["attention_mask"]
 
     def denoiser(self, xt, sigma, cond=None, return_hidden: bool = False):
         """Logits (B, L, V) (and the last hidden states (B, L, D) with return_hidden)."""
@@ -65,8 +73,8 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
         """(x_t, sigma_t) at random training times: what the network reads in training."""
 
     @abstractmethod
-    def loss(self, batch, cond=None) -> LossOutput:
-        """Training loss of a batch."""
+    def loss(self, batch, cond=None, include_padding: bool = False) -> LossOutput:
+        """Training loss of a batch, and its NELBO over the counted tokens."""
 
     @abstractmethod
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:
@@ -81,6 +89,11 @@ def _count(x0, token_mask):
     if token_mask is None:
         return torch.tensor(float(x0.numel()), device=x0.device)
     return token_mask.sum().float()
+
+
+def _sum(per_position: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Total over a batch of per-position values (B, L) under an optional 0/1 mask (B, L)."""
+    return (per_position if mask is None else per_position * mask.to(per_position.dtype)).sum()
 
 
 class DiffusionLM(LanguageModel):
@@ -105,22 +118,22 @@ class DiffusionLM(LanguageModel):
         self.change_of_variables = change_of_variables
         self.zero_recon_loss, self.use_simple_ce_loss = zero_recon_loss, use_simple_ce_loss
 
-    def nelbo_terms(self, x0, cond=None, token_mask=None) -> dict[str, torch.Tensor]:
-        """One-sample NELBO terms per sequence (B,) at random times."""
+    def nelbo_terms(self, x0, cond=None) -> dict[str, torch.Tensor]:
+        """One-sample NELBO terms per position (B, L) at random times (diffusion, recon, prior and
+        their sum nelbo), and log_x_theta (B, L, V)."""
         b, device = x0.shape[0], x0.device
+        common = dict(cond=cond, reduce=False)
         if self.T > 0:
             i = torch.randint(1, self.T + 1, (b,), device=device)
-            diffusion = self.T * objectives.discrete_nelbo_terms(
-                self.process, self.schedule, self.denoiser, x0, self.T, i, cond, token_mask)
+            diffusion = self.T * objectives.discrete_nelbo_terms(self.process, self.schedule, self.denoiser, x0,
+                                                                 self.T, i, **common)
             terms = {"diffusion": diffusion,
-                     "recon": objectives.reconstruction_nll(self.process, self.schedule, self.denoiser, x0,
-                                                            cond, token_mask),
-                     "prior": objectives.prior_term(self.process, self.schedule, x0, token_mask)}
+                     "recon": objectives.reconstruction_nll(self.process, self.schedule, self.denoiser, x0, **common),
+                     "prior": objectives.prior_term(self.process, self.schedule, x0, reduce=False)}
         else:
             t, weight = self.draw_times(b, device)
-            terms = objectives.continuous_nelbo_terms(self.process, self.schedule, self.denoiser, x0, t,
-                                                      cond, token_mask)
-            terms["diffusion"] = terms["diffusion"] * weight
+            terms = objectives.continuous_nelbo_terms(self.process, self.schedule, self.denoiser, x0, t, **common)
+            terms["diffusion"] = terms["diffusion"] * weight[:, None]
         if self.zero_recon_loss:
             terms["recon"] = torch.zeros_like(terms["recon"])
         terms["nelbo"] = terms["diffusion"] + terms["recon"] + terms["prior"]
@@ -146,22 +159,23 @@ class DiffusionLM(LanguageModel):
         eps = self.sampling_eps
         return eps + (1 - eps) * u, torch.full_like(u, 1 - eps)
 
-    def loss(self, batch, cond=None) -> LossOutput:
-        x0, token_mask = batch["input_ids"], self.token_mask(batch)
-        terms = self.nelbo_terms(x0, cond, token_mask)
-        count = _count(x0, token_mask)
-        if self.use_simple_ce_loss:
-            objective = objectives.simple_ce(terms["log_x_theta"], x0, token_mask).sum() / count
-        else:
-            objective = terms["nelbo"].sum() / count
-        logged = {k: v.detach().sum() / count for k, v in terms.items() if v.dim() == 1}
-        return LossOutput(objective, terms["nelbo"].detach().sum(), count, logged)
+    def loss(self, batch, cond=None, include_padding: bool = False) -> LossOutput:
+        x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, include_padding)
+        terms = self.nelbo_terms(x0, cond)
+        count = _count(x0, trained)
+        per_position = objectives.simple_ce(terms["log_x_theta"], x0, reduce=False) if self.use_simple_ce_loss \
+            else terms["nelbo"]
+        logged = {k: _sum(v.detach(), trained) / count for k, v in terms.items() if v.dim() == 2}
+        return LossOutput(_sum(per_position, trained) / count, _sum(terms["nelbo"].detach(), counted),
+                          _count(x0, counted), logged)
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:
-        """Per-sequence NELBO in nats (B,), averaged over `num_time_samples` draws of t."""
-        draws = [self.nelbo_terms(x0, cond, token_mask)["nelbo"] for _ in range(num_time_samples)]
-        return torch.stack(draws).mean(0)
+        """Per-sequence NELBO in nats (B,) over the tokens of `token_mask` (all when None),
+        averaged over `num_time_samples` draws of t."""
+        draws = [self.nelbo_terms(x0, cond)["nelbo"] for _ in range(num_time_samples)]
+        per_position = torch.stack(draws).mean(0)
+        return (per_position if token_mask is None else per_position * token_mask.to(per_position.dtype)).sum(-1)
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 128, *, cond=None, guidance=None, eps: float = 1e-5,
@@ -188,11 +202,13 @@ class AutoregressiveLM(LanguageModel):
         """An AR model reads clean tokens."""
         return x0, None
 
-    def loss(self, batch, cond=None) -> LossOutput:
-        x0, token_mask = batch["input_ids"], self.token_mask(batch)
-        nll = objectives.autoregressive_nll(self.backbone(x0, None, cond), x0, token_mask)
-        count = _count(x0[:, 1:], None if token_mask is None else token_mask[:, 1:])
-        return LossOutput(nll.sum() / count, nll.detach().sum(), count, {"nelbo": nll.detach().sum() / count})
+    def loss(self, batch, cond=None, include_padding: bool = False) -> LossOutput:
+        x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, include_padding)
+        nll = objectives.autoregressive_nll(self.backbone(x0, None, cond), x0, reduce=False)  # (B, L - 1)
+        trained, counted = (None if m is None else m[:, 1:] for m in (trained, counted))
+        count = _count(x0[:, 1:], trained)
+        return LossOutput(_sum(nll, trained) / count, _sum(nll.detach(), counted), _count(x0[:, 1:], counted),
+                          {"nelbo": _sum(nll.detach(), trained) / count})
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:

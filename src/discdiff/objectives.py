@@ -3,7 +3,9 @@
 Every function takes the denoiser as a plain callable `denoiser(xt, sigma, cond) -> logits
 (B, L, V)` with sigma (B,) = schedule.sigma(t), so the objectives depend on no network. Per-sequence
 results are sums over positions (B,), optionally restricted by a `token_mask` (B, L) (e.g. to
-leave padding out of the loss).
+leave padding out of the loss); with `reduce=False` they are the per-position values (B, L), so a
+caller can sum one forward pass's terms under several masks (the loss with padding, the
+reported likelihood without).
 
 Continuous time (T = 0; MDLM Eq. 10, UDLM Eq. 18):
     NELBO(x0) = R + int_0^1 E_{x_t ~ q(.|x0)}[ sum_l integrand_l(t) ] dt + KL(q(x_1|x0) || pi)
@@ -26,7 +28,9 @@ from .schedules import NoiseSchedule
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
-def _masked_sum(per_token: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+def _masked_sum(per_token: torch.Tensor, token_mask: torch.Tensor | None, reduce: bool = True) -> torch.Tensor:
+    if not reduce:
+        return per_token
     if token_mask is not None:
         per_token = per_token * token_mask.to(per_token.dtype)
     return per_token.sum(dim=-1)
@@ -91,7 +95,7 @@ def predict(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoise
 
 def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser,
                            x0: torch.Tensor, t: torch.Tensor, cond=None, token_mask=None,
-                           generator=None) -> dict[str, torch.Tensor]:
+                           generator=None, reduce: bool = True) -> dict[str, torch.Tensor]:
     """One-sample estimate of the continuous-time NELBO terms at times t (B,).
 
     Returns `diffusion` (B,) = sum_l integrand_l(t) for one x_t ~ q(x_t | x0) (its expectation over
@@ -103,36 +107,37 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
     log_x_theta = predict(process, schedule, denoiser, xt, t, cond)
     integrand = process.nelbo_integrand(log_x_theta, x0, xt, alpha, dalpha)
     return {
-        "diffusion": _masked_sum(integrand, token_mask),
-        "recon": reconstruction_nll(process, schedule, denoiser, x0, cond, token_mask, generator),
-        "prior": prior_term(process, schedule, x0, token_mask),
+        "diffusion": _masked_sum(integrand, token_mask, reduce),
+        "recon": reconstruction_nll(process, schedule, denoiser, x0, cond, token_mask, generator, reduce),
+        "prior": prior_term(process, schedule, x0, token_mask, reduce),
         "log_x_theta": log_x_theta,
         "xt": xt,
     }
 
 
-def prior_term(process, schedule, x0, token_mask=None) -> torch.Tensor:
+def prior_term(process, schedule, x0, token_mask=None, reduce: bool = True) -> torch.Tensor:
     """KL(q(x_1 | x0) || pi) summed over positions (B,)."""
     alpha_1 = schedule.alpha(torch.ones(x0.shape[0], device=x0.device))
-    return _masked_sum(process.prior_kl(x0, alpha_1), token_mask)
+    return _masked_sum(process.prior_kl(x0, alpha_1), token_mask, reduce)
 
 
-def reconstruction_nll(process, schedule, denoiser, x0, cond=None, token_mask=None, generator=None):
+def reconstruction_nll(process, schedule, denoiser, x0, cond=None, token_mask=None, generator=None,
+                       reduce: bool = True):
     """R = -log q(x0 | x, x_theta(x, 0), alpha_s = 1, alpha_t = alpha(0)) for one x ~ q(.|x0, alpha(0)),
     summed over positions (B,). Skips the network when alpha(0) = 1 (then R = 0 exactly)."""
     t0 = torch.zeros(x0.shape[0], device=x0.device)
     alpha_0 = schedule.alpha(t0)
     if bool((alpha_0 >= 1).all()):
-        return torch.zeros(x0.shape[0], device=x0.device)
+        return torch.zeros(x0.shape if not reduce else x0.shape[:1], device=x0.device)
     x = process.sample_xt(x0, alpha_0, generator)
     x_theta = predict(process, schedule, denoiser, x, t0, cond).exp()
     last_step = process.posterior(x_theta, x, torch.ones_like(alpha_0), alpha_0)
     nll = -torch.log(last_step.gather(-1, x0[..., None]).squeeze(-1).clamp_min(1e-30))
-    return _masked_sum(nll, token_mask)
+    return _masked_sum(nll, token_mask, reduce)
 
 
 def discrete_nelbo_terms(process, schedule, denoiser, x0, T: int, i: torch.Tensor, cond=None,
-                         token_mask=None, generator=None) -> torch.Tensor:
+                         token_mask=None, generator=None, reduce: bool = True) -> torch.Tensor:
     """KL(q(x_s | x_t, x0) || q(x_s | x_t, x_theta)) summed over positions (B,), for step indices
     i (B,) in {1..T}: t = i / T, s = (i - 1) / T, one x_t ~ q(x_t | x0). T times its mean over
     i ~ U{1..T} estimates the sum of the T diffusion KL terms."""
@@ -143,18 +148,18 @@ def discrete_nelbo_terms(process, schedule, denoiser, x0, T: int, i: torch.Tenso
     q_true = process.posterior(x0, xt, alpha_s, alpha_t)
     q_model = process.posterior(x_theta, xt, alpha_s, alpha_t)
     kl = torch.xlogy(q_true, q_true) - torch.xlogy(q_true, q_model.clamp_min(1e-30))
-    return _masked_sum(kl.sum(-1), token_mask)
+    return _masked_sum(kl.sum(-1), token_mask, reduce)
 
 
-def simple_ce(log_x_theta: torch.Tensor, x0: torch.Tensor, token_mask=None) -> torch.Tensor:
+def simple_ce(log_x_theta: torch.Tensor, x0: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
     """Unweighted cross-entropy -sum_l log x_theta^l(x0^l) (B,) (`use_simple_ce_loss`)."""
     nll = -log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
-    return _masked_sum(nll, token_mask)
+    return _masked_sum(nll, token_mask, reduce)
 
 
-def autoregressive_nll(logits: torch.Tensor, x0: torch.Tensor, token_mask=None) -> torch.Tensor:
+def autoregressive_nll(logits: torch.Tensor, x0: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
     """Next-token cross-entropy (B,): logits (B, L, V) at position l predict x0 at l + 1.
-    The first token (bos) is given, so L - 1 tokens are scored."""
+    The first token (bos) is given, so L - 1 tokens are scored (reduce=False: (B, L - 1))."""
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), x0[:, 1:], reduction="none")
     mask = None if token_mask is None else token_mask[:, 1:]
-    return _masked_sum(nll, mask)
+    return _masked_sum(nll, mask, reduce)

@@ -323,6 +323,10 @@ class Sampling(Section):
 class Eval(Section):
     disable_ema: bool = Field(description="evaluate the live weights instead of the EMA")
     num_time_samples: PositiveInt = Field(description="NELBO draws of t per sequence in eval ppl")
+    split: Literal["valid", "test"] = Field(description="eval ppl: the split (test falls back to valid where the "
+                                                        "dataset has no test split)")
+    include_padding: bool = Field(description="count padding positions in eval ppl and the validation metrics "
+                                              "(the paper leaves them out)")
     max_batches: Optional[PositiveInt] = Field(description="limit eval ppl to this many validation batches")
     samples: Optional[ExistingFile] = Field(description="eval qm9: a samples JSON; null = sample now")
     output_dir: Optional[str] = Field(description="null = run_dir/eval")

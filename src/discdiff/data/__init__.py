@@ -1,24 +1,27 @@
 """Datasets and tokenizers for discdiff.
 
-Entry point: :func:`build_datasets` turns a data config into pre-tokenized
-train/valid datasets and their tokenizer. Items are dicts of tensors:
+Entry points: :func:`build_datasets` turns a data config into train/valid datasets of
+stored tokens and their tokenizer; :func:`build_split` gives an evaluation split (valid or
+test). Items are dicts of tensors (see `discdiff.data.tokens` for the layouts):
 
 * ``input_ids``: LongTensor (L,), ``[bos] tokens [eos] [pad]...`` for padded
-  datasets (QM9, LM1B), a block of the token stream for wrapped ones (text8);
+  datasets (QM9, LM1B), a block of the joined texts for lm1b_wrap and text8;
 * ``attention_mask``: LongTensor (L,), 1 on real tokens (bos/eos included), 0 on pad;
 * ``label``: LongTensor () when ``label_col`` is set.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from typing import Any, Mapping, Sequence
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from discdiff.data.cache import cache_root
+from discdiff.data.cache import CacheError, cache_root, load_or_build, read_manifest, write_manifest
 from discdiff.data.qm9 import qm9_train_smiles, qm9_train_table
 from discdiff.data.registry import REGISTRY, DataConfig, DatasetSpec, Splits, get_spec, implemented
 from discdiff.data.tokenizers import (
@@ -28,6 +31,8 @@ from discdiff.data.tokenizers import (
     Tokenizer,
     load_tokenizer,
 )
+from discdiff.data.tokens import Specials, Tokens, encode, layout, write
+from discdiff.files import atomic_path
 
 __all__ = [
     "REGISTRY",
@@ -36,130 +41,117 @@ __all__ = [
     "DataConfig",
     "DatasetSpec",
     "SmilesTokenizer",
-    "TokenDataset",
+    "Splits",
     "Tokenizer",
+    "Tokens",
     "build_datasets",
+    "build_split",
     "cache_root",
-    "encode_blocks",
-    "encode_padded",
     "get_spec",
     "implemented",
     "load_tokenizer",
+    "load_tokens",
     "qm9_train_smiles",
     "qm9_train_table",
 ]
 
 log = logging.getLogger(__name__)
-ENCODE_CHUNK = 10_000
+SPLITS = ("train", "valid", "test")
+TOKENS_VERSION = 1
 
 
-class TokenDataset(Dataset):
-    """Pre-tokenized fixed-length sequences kept in memory.
-
-    Args:
-        input_ids: (N, L) integer tensor (stored in the smallest dtype that fits).
-        lengths: (N,) number of real tokens at the start of each row.
-        labels: optional (N,) integer class labels.
-    """
-
-    def __init__(self, input_ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None):
-        if lengths.shape != input_ids.shape[:1] or (labels is not None and labels.shape != lengths.shape):
-            raise ValueError(f"shape mismatch: ids {tuple(input_ids.shape)}, lengths {tuple(lengths.shape)}, "
-                             f"labels {None if labels is None else tuple(labels.shape)}")
-        self.input_ids = input_ids
-        self.lengths = lengths
-        self.labels = labels
-        self._positions = torch.arange(input_ids.shape[1])
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    @property
-    def seq_len(self) -> int:
-        return self.input_ids.shape[1]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {
-            "input_ids": self.input_ids[i].long(),
-            "attention_mask": (self._positions < self.lengths[i]).long(),
-        }
-        if self.labels is not None:
-            item["label"] = self.labels[i].long()
-        return item
+def specials(tokenizer: Tokenizer) -> Specials:
+    return Specials(tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
 
 
-def _compact_dtype(vocab_size: int) -> torch.dtype:
-    return torch.int16 if vocab_size <= torch.iinfo(torch.int16).max else torch.int32
-
-
-def encode_padded(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode each text as ``[bos] tokens [eos] [pad]...`` of ``length``, truncating tokens.
-
-    Returns (ids (N, L) compact int tensor, lengths (N,) int32 count of non-pad tokens).
-    """
-    ids = np.full((len(texts), length), tokenizer.pad_id, dtype=np.int64)
-    lengths = np.empty(len(texts), dtype=np.int32)
-    truncated = 0
-    for start in range(0, len(texts), ENCODE_CHUNK):
-        for row, tokens in enumerate(tokenizer.encode_batch(texts[start : start + ENCODE_CHUNK]), start):
-            truncated += len(tokens) > length - 2
-            seq = [tokenizer.bos_id, *tokens[: length - 2], tokenizer.eos_id]
-            ids[row, : len(seq)] = seq
-            lengths[row] = len(seq)
-    if truncated:
-        log.warning("%d of %d examples truncated to %d tokens", truncated, len(texts), length)
-    return torch.from_numpy(ids).to(_compact_dtype(tokenizer.vocab_size)), torch.from_numpy(lengths)
-
-
-def encode_blocks(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate the token streams of ``texts`` and cut them into full blocks of ``length``.
-
-    No special tokens are added; the last partial block is dropped.
-    Returns (ids (N, L) compact int tensor, lengths (N,) all equal to L).
-    """
-    stream = torch.cat([tokenizer.encode_tensor(t) for t in texts])
-    n_blocks = stream.numel() // length
-    if n_blocks == 0:
-        raise ValueError(f"text has {stream.numel()} tokens, fewer than one block of {length}")
-    ids = stream[: n_blocks * length].view(n_blocks, length).to(_compact_dtype(tokenizer.vocab_size))
-    return ids, torch.full((n_blocks,), length, dtype=torch.int32)
-
-
-def _tokenizer_for(cfg: DataConfig, spec: DatasetSpec, splits: Splits) -> Tokenizer:
-    """The loader's tokenizer, or the one saved in ``cfg.tokenizer_dir`` (same kind required)."""
+def _tokenizer_for(cfg: DataConfig, spec: DatasetSpec, default) -> Tokenizer:
+    """The tokenizer saved in ``cfg.tokenizer_dir`` (same kind required), else ``default()``."""
     if cfg.tokenizer_dir is None:
-        return splits.tokenizer
+        return default()
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
     if tokenizer.kind != spec.tokenizer:
         raise ValueError(f"tokenizer in {cfg.tokenizer_dir} is '{tokenizer.kind}', dataset '{spec.name}' needs '{spec.tokenizer}'")
     return tokenizer
 
 
-def _make_dataset(cfg: DataConfig, tokenizer: Tokenizer, texts: list[str], labels: dict[str, np.ndarray],
-                  limit: int | None) -> TokenDataset:
-    if cfg.spec.wrap:
-        ids, lengths = encode_blocks(tokenizer, texts, cfg.seq_len)
-        return TokenDataset(ids[:limit], lengths[:limit])
-    label = None if cfg.label_col is None else torch.from_numpy(labels[cfg.label_col][:limit])
-    ids, lengths = encode_padded(tokenizer, texts[:limit], cfg.seq_len)
-    return TokenDataset(ids, lengths, label)
+def load_tokens(cfg: Mapping[str, Any] | DataConfig) -> tuple[dict[str, Tokens], Tokenizer]:
+    """The stored tokens of every split the dataset has ({"train", "valid"[, "test"]}) and the
+    tokenizer. Cached datasets are tokenized once into memory-mapped files under
+    ``<cache>/tokens/`` (keyed by source and tokenizer, so data=lm1b and data=lm1b_wrap share
+    them); the others are tokenized in memory."""
+    cfg = DataConfig.from_mapping(cfg)
+    spec, loader = cfg.spec, cfg.spec.module()
+    if not spec.cached:
+        splits = loader.load_splits(cfg, spec)
+        tokenizer = _tokenizer_for(cfg, spec, lambda: splits.tokenizer)
+        return {split: encode(tokenizer, texts, splits.labels.get(split)) for split in SPLITS
+                if (texts := splits.texts(split)) is not None}, tokenizer
+    tokenizer = _tokenizer_for(cfg, spec, lambda: loader.tokenizer(cfg, spec))
+    identity = f"{loader.identity(cfg, spec)}|{tokenizer.fingerprint}"
+    folder = cache_root(cfg.cache_dir) / "tokens" / hashlib.sha1(identity.encode()).hexdigest()[:16]
+    return load_or_build(folder / "splits.json", {"identity": identity, "version": TOKENS_VERSION},
+                         lambda tmp: _tokenize_splits(cfg, tmp, tokenizer), _open_splits), tokenizer
 
 
-def build_datasets(cfg: Mapping[str, Any] | DataConfig) -> tuple[TokenDataset, TokenDataset, Tokenizer]:
+def _tokenize_splits(cfg: DataConfig, index: Path, tokenizer) -> dict:
+    """Read the raw splits and tokenize each into <folder>/<split>.tokens (atomically, with its
+    manifest); `index` lists them. Returns the facts for the index's manifest."""
+    start = time.perf_counter()
+    splits = cfg.spec.load_splits(cfg)
+    found = {}
+    for split in SPLITS:
+        texts = splits.texts(split)
+        if texts is None:
+            continue
+        path = index.parent / f"{split}.tokens"
+        with atomic_path(path) as tmp:
+            meta = write(tmp, tokenizer, texts, splits.labels.get(split), desc=f"tokenizing {cfg.name} {split}")
+        write_manifest(path, meta)
+        found[split] = meta
+        log.info("%s %s: %d texts, %d tokens", cfg.name, split, meta["texts"], meta["tokens"])
+    index.write_text(json.dumps(sorted(found)))
+    return {"splits": sorted(found), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _open_splits(index: Path, meta: dict) -> dict[str, Tokens]:
+    tokens = {}
+    for split in meta["splits"]:
+        path = index.parent / f"{split}.tokens"
+        split_meta = read_manifest(path)
+        if split_meta is None:
+            raise CacheError(f"{path} has no manifest")
+        tokens[split] = Tokens.open(path, split_meta)
+    return tokens
+
+
+def _dataset(cfg: DataConfig, tokens: Tokens, tokenizer, limit: Optional[int] = None):
+    return layout(cfg.spec.layout, tokens, cfg.seq_len, specials(tokenizer), cfg.label_col, limit)
+
+
+def build_datasets(cfg: Mapping[str, Any] | DataConfig) -> tuple[Dataset, Dataset, Tokenizer]:
     """Build (train, valid, tokenizer) for the dataset described by ``cfg``.
 
     ``cfg`` (dict or OmegaConf DictConfig) keys: ``name`` (required), ``length``,
     ``label_col``, ``label_percentile`` (90), ``source`` (auto | offline | hub |
     fixture), ``path``, ``cache_dir``, ``split_seed`` (1), ``max_train_examples``,
     ``tokenizer_dir``, ``bert_vocab``. ``max_train_examples`` keeps the first N
-    training examples (blocks for wrapped datasets); valid is never cut.
+    training sequences (blocks for joined layouts); valid is never cut.
     """
     cfg = DataConfig.from_mapping(cfg)
-    spec = cfg.spec
-    splits = spec.load_splits(cfg)
-    tokenizer = _tokenizer_for(cfg, spec, splits)
-    train = _make_dataset(cfg, tokenizer, splits.train, splits.train_labels, cfg.max_train_examples)
-    valid = _make_dataset(cfg, tokenizer, splits.valid, splits.valid_labels, None)
+    tokens, tokenizer = load_tokens(cfg)
+    train = _dataset(cfg, tokens["train"], tokenizer, cfg.max_train_examples)
+    valid = _dataset(cfg, tokens["valid"], tokenizer)
     log.info("%s: %d train / %d valid sequences of length %d, vocab %d",
-             spec.name, len(train), len(valid), cfg.seq_len, tokenizer.vocab_size)
+             cfg.name, len(train), len(valid), cfg.seq_len, tokenizer.vocab_size)
     return train, valid, tokenizer
+
+
+def build_split(cfg: Mapping[str, Any] | DataConfig, split: str) -> tuple[Dataset, Tokenizer, str]:
+    """(dataset, tokenizer, split used) for evaluation: ``split`` = "test" falls back to "valid"
+    where the dataset has no test split (QM9, local LM1B files)."""
+    if split not in ("valid", "test"):
+        raise ValueError(f"split '{split}' is not an evaluation split; allowed: valid, test")
+    cfg = DataConfig.from_mapping(cfg)
+    tokens, tokenizer = load_tokens(cfg)
+    used = split if split in tokens else "valid"
+    return _dataset(cfg, tokens[used], tokenizer), tokenizer, used

@@ -33,6 +33,17 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
+def file_digest(path: Path) -> str:
+    """SHA-1 of a file's content (streamed), naming a local source in cache keys."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name}:sha1={digest.hexdigest()}"
+
+
 def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 

