@@ -27,6 +27,8 @@ COMMANDS = {
                 "[eval.samples=path/to/samples.json]",
     "eval qm9-guidance": "a guidance method over gammas and seeds: table + Pareto plot: discdiff eval "
                          "qm9-guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
+    "prepare": "read and tokenize a dataset once into the cache (before a training job): discdiff prepare "
+               "data=lm1b",
     "export": "write a run's model as a HuggingFace folder: discdiff export run_dir=runs/demo out=hf/demo "
               "[push_to_hub=org/name]",
     "config": "print the resolved configuration: discdiff config algo=mdlm model=tiny; --help lists every key",
@@ -41,7 +43,7 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
                "Groups: algo, model, data, noise, lr_scheduler, logger, guidance, experiment. "
                "`discdiff config` shows every key.")
     commands = parser.add_subparsers(dest="command", metavar="command")
-    for name in ("train", "train-classifier", "sample", "export", "config"):
+    for name in ("train", "train-classifier", "sample", "prepare", "export", "config"):
         epilog = None
         if name == "config" and key_reference:
             from .config.reference import as_text
@@ -226,6 +228,23 @@ def _evaluation_classifier(path, pipe, condition: int):
     return hit_rate
 
 
+def cmd_prepare(cfg) -> None:
+    """Tokenize (or find) the dataset's splits and print what they hold."""
+    import time
+
+    from .data import build_splits
+
+    start = time.perf_counter()
+    splits, tokenizer = build_splits(cfg.data)
+    report = {"dataset": cfg.data.name, "tokenizer": f"{tokenizer.kind}, {tokenizer.vocab_size} tokens",
+              "length": cfg.data.length, "seconds": round(time.perf_counter() - start, 1)}
+    for split, dataset in splits.items():
+        stored = dataset.tokens
+        report[split] = {"texts": len(stored), "tokens": int(len(stored.ids)), "sequences": len(dataset),
+                         "file": str(stored.path) if stored.path is not None else "in memory (small dataset)"}
+    _print_json(report)
+
+
 def cmd_export(cfg) -> None:
     from .config import ConfigError
     from .hub import export
@@ -257,7 +276,7 @@ def cmd_config(cfg) -> None:
 
 
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
-            "export": cmd_export,
+            "export": cmd_export, "prepare": cmd_prepare,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval qm9-guidance": cmd_eval_qm9_guidance}
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "Tokens",
     "build_datasets",
     "build_split",
+    "build_splits",
     "cache_root",
     "get_spec",
     "implemented",
@@ -115,7 +116,7 @@ def _tokenize_splits(cfg: DataConfig, index: Path, tokenizer) -> dict:
 
 def _open_splits(index: Path, meta: dict) -> dict[str, Tokens]:
     tokens = {}
-    for split in meta["splits"]:
+    for split in sorted(meta["splits"], key=SPLITS.index):
         path = index.parent / f"{split}.tokens"
         split_meta = read_manifest(path)
         if split_meta is None:
@@ -128,6 +129,14 @@ def _dataset(cfg: DataConfig, tokens: Tokens, tokenizer, limit: Optional[int] = 
     return layout(cfg.spec.layout, tokens, cfg.seq_len, specials(tokenizer), cfg.label_col, limit)
 
 
+def build_splits(cfg: Mapping[str, Any] | DataConfig) -> tuple[dict[str, Dataset], Tokenizer]:
+    """Every split of the dataset ({"train", "valid"[, "test"]}) as model inputs, and the tokenizer."""
+    cfg = DataConfig.from_mapping(cfg)
+    tokens, tokenizer = load_tokens(cfg)
+    return {split: _dataset(cfg, stored, tokenizer, cfg.max_train_examples if split == "train" else None)
+            for split, stored in tokens.items()}, tokenizer
+
+
 def build_datasets(cfg: Mapping[str, Any] | DataConfig) -> tuple[Dataset, Dataset, Tokenizer]:
     """Build (train, valid, tokenizer) for the dataset described by ``cfg``.
 
@@ -138,9 +147,8 @@ def build_datasets(cfg: Mapping[str, Any] | DataConfig) -> tuple[Dataset, Datase
     training sequences (blocks for joined layouts); valid is never cut.
     """
     cfg = DataConfig.from_mapping(cfg)
-    tokens, tokenizer = load_tokens(cfg)
-    train = _dataset(cfg, tokens["train"], tokenizer, cfg.max_train_examples)
-    valid = _dataset(cfg, tokens["valid"], tokenizer)
+    splits, tokenizer = build_splits(cfg)
+    train, valid = splits["train"], splits["valid"]
     log.info("%s: %d train / %d valid sequences of length %d, vocab %d",
              cfg.name, len(train), len(valid), cfg.seq_len, tokenizer.vocab_size)
     return train, valid, tokenizer
@@ -151,7 +159,6 @@ def build_split(cfg: Mapping[str, Any] | DataConfig, split: str) -> tuple[Datase
     where the dataset has no test split (QM9, local LM1B files)."""
     if split not in ("valid", "test"):
         raise ValueError(f"split '{split}' is not an evaluation split; allowed: valid, test")
-    cfg = DataConfig.from_mapping(cfg)
-    tokens, tokenizer = load_tokens(cfg)
-    used = split if split in tokens else "valid"
-    return _dataset(cfg, tokens[used], tokenizer), tokenizer, used
+    splits, tokenizer = build_splits(cfg)
+    used = split if split in splits else "valid"
+    return splits[used], tokenizer, used
