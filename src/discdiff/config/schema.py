@@ -282,7 +282,11 @@ class Trainer(Section):
     strategy: Literal["auto", "ddp", "fsdp"] = Field(description="Lightning strategy")
     precision: Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
         description="auto: bf16 autocast on GPU, fp32 on CPU")
-    max_steps: PositiveInt = Field(description="optimizer steps of the run")
+    max_steps: PositiveInt = Field(description="optimizer steps of the run (the most, with max_minutes)")
+    max_minutes: Optional[PositiveFloat] = Field(description="size the run to this many minutes of training: the "
+                                                             "steps that fit (at most max_steps) are planned "
+                                                             "from the speed measured during the LR warm-up, "
+                                                             "and the LR schedule spans them; null = max_steps")
     gradient_clip_val: NonNegativeFloat = Field(description="gradient-norm clipping; 0 disables it")
     val_check_interval: PositiveInt = Field(description="optimizer steps between validations")
     limit_val_batches: Union[Annotated[int, Field(strict=True, ge=1)], Annotated[float, Field(gt=0, le=1)]] = Field(

@@ -241,10 +241,6 @@ class Padded(_Layout):
         ids[0], ids[1:len(body) + 1], ids[len(body) + 1] = self.specials.bos, body, self.specials.eos
         return self._item(ids, len(body) + 2, i)
 
-    def truncated(self) -> int:
-        """Texts longer than L - 2 tokens (cut at the end)."""
-        return int((np.diff(np.asarray(self.tokens.offsets)) > self.length - 2).sum())
-
 
 class Wrapped(_Layout):
     """Texts joined, each followed by [eos], cut into blocks [bos] + L - 2 tokens + [eos]; the

@@ -65,9 +65,10 @@ class LitClassifier(ResumableModule):
         self.advance()
         loss = ce.mean()
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/ce", loss.detach())
-        self.log("train/acc", (log_p.argmax(-1) == batch["label"]).float().mean())
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        if self.logs_this_step():
+            self.log("train/ce", loss.detach())
+            self.log("train/acc", (log_p.argmax(-1) == batch["label"]).float().mean())
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     # ----- validation (EMA weights, fixed noise) ------------------------------------------------

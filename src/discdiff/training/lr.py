@@ -21,10 +21,12 @@ def cosine_decay_warmup(step: int, *, warmup_steps: int, total_steps: int, min_r
 LR_SCHEDULES = {"constant_warmup": constant_warmup, "cosine_decay_warmup": cosine_decay_warmup}
 
 
-def lr_lambda(name: str, *, warmup_steps: int, total_steps: int, base_lr: float, min_lr: float):
-    """The multiplier function for LambdaLR; unknown names are refused with the allowed ones."""
+def lr_lambda(name: str, *, warmup_steps: int, total_steps, base_lr: float, min_lr: float):
+    """The multiplier function for LambdaLR; unknown names are refused with the allowed ones.
+    `total_steps` is a count, or a function giving it (read at every step: a run sized by its
+    time budget learns its length during the warm-up)."""
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_scheduler '{name}'; allowed: {', '.join(LR_SCHEDULES)}")
     schedule = LR_SCHEDULES[name]
-    return lambda step: schedule(step, warmup_steps=warmup_steps, total_steps=total_steps,
-                                 min_ratio=min_lr / base_lr)
+    total = total_steps if callable(total_steps) else (lambda: total_steps)
+    return lambda step: schedule(step, warmup_steps=warmup_steps, total_steps=total(), min_ratio=min_lr / base_lr)

@@ -36,10 +36,21 @@ class ResumableModule(L.LightningModule):
         self.micro_step = 0  # training micro-batches seen (all epochs)
         self.epoch_batches = 0  # micro-batches seen in the current epoch
         self.resume_skip = 0
+        self.planned_steps = None  # trainer.max_minutes: the optimizer steps the run was sized to
 
     def reseed(self) -> None:
-        """Seed the global RNG from (seed, micro-batch index, rank) before a training micro-batch."""
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.micro_step * 1009 + self.global_rank)
+        """Seed the global RNG of this process's device from (seed, micro-batch index, rank) before a
+        training micro-batch (the CPU generator, and the current GPU's: torch.manual_seed would
+        also visit every other backend, a few ms a step)."""
+        seed = self.cfg.seed * 1_000_003 + self.micro_step * 1009 + self.global_rank
+        torch.random.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+
+    def logs_this_step(self) -> bool:
+        """Whether Lightning writes step metrics after this optimizer step (it keeps only the last
+        value between writes, so the many per-term metrics are logged on these steps alone)."""
+        return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0
 
     def advance(self) -> None:
         """Count one training micro-batch (after it ran)."""
@@ -67,8 +78,8 @@ class ResumableModule(L.LightningModule):
         optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
                                       weight_decay=o.weight_decay, fused=fused or None)
         s = self.cfg.lr_scheduler
-        schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, total_steps=self.cfg.trainer.max_steps,
-                             base_lr=o.lr, min_lr=s.min_lr)
+        schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, base_lr=o.lr, min_lr=s.min_lr,
+                             total_steps=lambda: self.planned_steps or self.cfg.trainer.max_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -79,7 +90,8 @@ class ResumableModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["discdiff"] = {"micro_step": self.micro_step, "epoch_batches": self.epoch_batches,
-                                  "ema": None if self.ema is None else self.ema.state_dict(), "kind": self.kind}
+                                  "ema": None if self.ema is None else self.ema.state_dict(), "kind": self.kind,
+                                  "planned_steps": self.planned_steps}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("discdiff")
@@ -90,6 +102,7 @@ class ResumableModule(L.LightningModule):
             raise ValueError(f"the checkpoint holds a {kind}, not a {self.kind}")
         self.micro_step, self.epoch_batches = state["micro_step"], state["epoch_batches"]
         self.resume_skip = self.epoch_batches
+        self.planned_steps = state.get("planned_steps")
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
 
@@ -139,9 +152,10 @@ class LitLanguageModel(ResumableModule):
         out = self.lm.loss(batch, self.condition(batch, training=True))
         self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        for name, value in out.terms.items():
-            self.log(f"train/{name}", value)
+        if self.logs_this_step():
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            for name, value in out.terms.items():
+                self.log(f"train/{name}", value)
         return out.loss
 
     # ----- validation (EMA weights, fixed noise) ------------------------------------------------

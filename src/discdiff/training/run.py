@@ -25,6 +25,7 @@ from ..data import build_datasets
 from ..factory import PRETRAINED
 from ..files import write_text
 from .module import LitLanguageModel
+from .budget import TimeBudget
 from .progress import ProgressLines
 from .sampler import ResumableSampler
 
@@ -61,6 +62,11 @@ class DataModule(L.LightningDataModule):
                                    rank=t.global_rank, world_size=t.world_size)
         batch = self.cfg.loader.eval_batch_size or self.micro_batch
         return self._loader(self.valid_set, sampler, min(batch, len(sampler)))
+
+
+def calibration_steps(cfg) -> int:
+    """Steps a time budget measures before planning: within the LR warm-up, at most 200."""
+    return max(10, min(200, cfg.lr_scheduler.warmup_steps))
 
 
 def _precision(cfg) -> str:
@@ -110,6 +116,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", call
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                         save_top_k=1, auto_insert_metric_name=False),
         *([ProgressLines(cfg.trainer.progress_every)] if cfg.trainer.progress_every else []),
+        *([TimeBudget(cfg.trainer.max_minutes, calibration_steps(cfg))] if cfg.trainer.max_minutes else []),
         *callbacks,
     ]
     t = cfg.trainer

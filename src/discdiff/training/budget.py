@@ -1,0 +1,58 @@
+"""A run sized to the machine: `trainer.max_minutes` plans the number of optimizer steps.
+
+After `calibration` steps (no later than the end of the LR warm-up, which does not depend on the
+run's length) the measured rate fixes the plan:
+
+    planned = min(trainer.max_steps, steps done + rate x minutes left x 0.97),
+
+rounded down to a multiple of `trainer.val_check_interval` (so the last step is validated and
+best.ckpt can hold the final model). The LR schedule is laid out over the planned steps from the
+start, so a run that plans 3,300 steps decays exactly as one configured with max_steps=3300:
+the result depends on the machine's speed, never on where a clock happened to stop it. The plan
+travels in checkpoints; a resumed run keeps it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+SAFETY = 0.97  # validations and checkpoint writes after the calibration take a little time too
+
+
+class TimeBudget(L.Callback):
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, minutes: float, calibration: int):
+        self.seconds, self.calibration = 60.0 * minutes, max(1, calibration)
+        self._start = self._first = None
+
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        if module.planned_steps is not None:  # resumed: the plan was made when the run started
+            trainer.fit_loop.epoch_loop.max_steps = module.planned_steps
+            return
+        self._start, self._first = self.clock(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx) -> None:
+        if module.planned_steps is not None or trainer.global_step < self._first + self.calibration:
+            return
+        elapsed = self.clock() - self._start
+        rate = (trainer.global_step - self._first) / elapsed
+        plan = plan_steps(trainer.global_step, rate, self.seconds - elapsed, trainer.max_steps,
+                          module.cfg.trainer.val_check_interval)
+        module.planned_steps = plan
+        trainer.fit_loop.epoch_loop.max_steps = plan
+        if trainer.is_global_zero:
+            print(f"time budget {self.seconds / 60:g} min: {rate:.1f} steps/s over the first "
+                  f"{trainer.global_step - self._first} steps -> {plan} steps in all (the LR schedule spans them)",
+                  flush=True)
+
+
+def plan_steps(done: int, rate: float, seconds_left: float, max_steps: int, every: int) -> int:
+    """Optimizer steps that fit the budget (see the module docstring); at least `done` + 1."""
+    fits = done + int(rate * max(seconds_left, 0.0) * SAFETY)
+    plan = min(max_steps, fits)
+    if plan >= every:
+        plan -= plan % every
+    return max(plan, done + 1)
