@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every guidance method on QM9 at demo scale, on a CPU: the demo's label-conditional UDLM and an AR
-# model of the same size (experiment=demo), their classifiers, and `eval qm9-guidance` for each
+# model of the same size (experiment=demo), their classifiers, and `eval guidance` for each
 # method into one study folder (guidance.csv, guidance_pareto.png). Results: BENCHMARKS.md.
 #   ROOT (default runs/cpu-study)   UDLM (default $ROOT/udlm; trained unless it exists)
 #   DISCDIFF (default discdiff)     N (molecules per setting, default 512)
@@ -21,10 +21,10 @@ STUDY=(experiment=demo study.output_dir="$ROOT/study" "study.gammas=[0,1,2,3]" s
 "$D" train-classifier "${CLF[@]}" classifier.kind=head classifier.generator="$UDLM" trainer.max_steps=1000 run_dir="$ROOT/udlm-head"
 "$D" train-classifier "${CLF[@]}" algo=ar classifier.kind=prefix trainer.max_steps=2000 run_dir="$ROOT/ar-prefix"
 "$D" train-classifier "${CLF[@]}" algo=ar classifier.kind=head classifier.generator="$ROOT/ar" trainer.max_steps=1000 run_dir="$ROOT/ar-head"
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cfg
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cbg guidance.use_approx=true \
+"$D" eval guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cfg
+"$D" eval guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=cbg guidance.use_approx=true \
   guidance.classifier="$ROOT/udlm-noisy"
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=nos guidance.classifier="$ROOT/udlm-head"
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=cfg
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=fudge guidance.classifier="$ROOT/ar-prefix"
-"$D" eval qm9-guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=pplm guidance.classifier="$ROOT/ar-head"
+"$D" eval guidance "${STUDY[@]}" run_dir="$UDLM" study.name=udlm guidance=nos guidance.classifier="$ROOT/udlm-head"
+"$D" eval guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=cfg
+"$D" eval guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=fudge guidance.classifier="$ROOT/ar-prefix"
+"$D" eval guidance "${STUDY[@]}" run_dir="$ROOT/ar" study.name=ar guidance=pplm guidance.classifier="$ROOT/ar-head"

@@ -11,7 +11,7 @@ start=$(date +%s)
 "$DISCDIFF" sample experiment=demo run_dir="$RUN"
 "$DISCDIFF" eval qm9 experiment=demo run_dir="$RUN" eval.samples="$RUN/samples.json"
 # D-CFG toward high QED with the same (label-conditional) model: 512 molecules per strength, 64 steps
-"$DISCDIFF" eval qm9-guidance experiment=demo run_dir="$RUN" guidance=cfg "study.gammas=[0,1,2,3]" \
+"$DISCDIFF" eval guidance experiment=demo run_dir="$RUN" guidance=cfg "study.gammas=[0,1,2,3]" \
   study.name=demo study.output_dir="$RUN" sampling.num_samples=512 sampling.batch_size=512 sampling.steps=64
 echo "demo finished in $(( $(date +%s) - start )) s; run folder: $RUN (samples.json, eval/molecules.png,"
 echo "  eval/qm9_metrics.csv, guidance.csv, guidance_pareto.png, samples/demo_cfg_g*_s1.json)"

@@ -25,6 +25,6 @@ extra=()
 if [ -n "$KIND" ]; then
   extra+=("guidance.classifier=${CLASSIFIER:-runs/qm9-${MODEL}-${PROP}-${KIND}-clf}")
 fi
-exec "${DISCDIFF:-discdiff}" eval qm9-guidance experiment=qm9 algo="${MODEL}" data.label_col="${PROP}" \
+exec "${DISCDIFF:-discdiff}" eval guidance experiment=qm9 algo="${MODEL}" data.label_col="${PROP}" \
   run_dir="${RUN_DIR}" guidance="${GUIDANCE}" "study.gammas=[${GAMMAS}]" "study.seeds=[${SEEDS}]" \
   study.property="${PROP}" study.name="${MODEL}" study.output_dir="${STUDY_DIR}" "${extra[@]}" "$@"

@@ -170,7 +170,7 @@ def test_unknown_dataset_one_line_error():
 
 def test_declared_dataset_refuses_to_build():
     with pytest.raises(ValueError, match=r"^dataset 'cifar10' is registered but its loader is not implemented yet; "
-                                         r"implemented: qm9, lm1b, lm1b_wrap, text8$"):
+                                         r"implemented: qm9, lm1b, lm1b_wrap, text8, amazon_polarity, imdb$"):
         build_datasets({"name": "cifar10"})
 
 
@@ -470,3 +470,25 @@ def test_text8_test_split(tmp_path):
     text = TEXT8_TXT.read_text()
     cut = int(len(text) * 0.95)
     assert used == "test" and CharTokenizer().decode(test[0]["input_ids"]) == text[cut:cut + 256]
+
+
+# ---------------------------------------------------------------- reviews (IMDB stand-in for Amazon Polarity)
+
+
+def test_imdb_fixture_reviews_labels_and_splits(tmp_path):
+    from discdiff.data import build_splits
+    from discdiff.data.reviews import clean_review
+
+    assert clean_review("Great.<br /><br />Really  great!") == "Great. Really great!"
+    splits, tok = build_splits({"name": "imdb", "source": "fixture", "label_col": "label", "cache_dir": str(tmp_path)})
+    assert {k: len(v) for k, v in splits.items()} == {"train": 270, "valid": 15, "test": 15}
+    frame = pd.read_csv(FIXTURES / "imdb" / "imdb_sample.csv")
+    label_of = {tuple(tok.encode(clean_review(r))[:20]): int(s == "positive") for r, s in frame.itertuples(index=False)}
+    for split in splits.values():
+        for i in range(len(split)):
+            item = split[i]
+            n = int(item["attention_mask"].sum())
+            assert item["input_ids"][0] == tok.bos_id and item["input_ids"][n - 1] == tok.eos_id
+            assert int(item["label"]) == label_of[tuple(item["input_ids"][1:21].tolist())]
+    labels = stack(splits["train"], "label")
+    assert 0.3 < labels.float().mean() < 0.7

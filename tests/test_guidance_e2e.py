@@ -101,11 +101,11 @@ def test_qm9_guidance_study_table_and_plot(runs, tmp_path, capsys):
     for row in rows[1:]:
         assert int(row["num_samples"]) == 6 and 0 <= int(row["novel"]) <= int(row["unique"]) <= int(row["valid"]) <= 6
         assert json.loads(row["settings"]) == ({} if row["method"] == "cfg" else {"topk": 50})
-        assert (0 <= float(row["classifier_hit_rate"]) <= 1) if row["method"] == "cfg" else not row["classifier_hit_rate"]
+        assert (0 <= float(row["target_accuracy"]) <= 1) if row["method"] == "cfg" else not row["target_accuracy"]
         samples = json.loads((study / "samples" / f"{row['model']}_{row['method']}_g{float(row['gamma']):g}_s{row['seed']}.json").read_text())
         assert len(samples["samples"]) == 6
     assert float(rows[0]["qed_valid_mean"]) > 0 and (study / "guidance_pareto.png").stat().st_size > 10_000
     out = capsys.readouterr()
-    assert out.out.splitlines()[0] == "gamma,seed,num_samples,valid,unique,novel,qed_novel_mean"
-    assert main(["eval", "qm9-guidance", f"run_dir={runs['udlm']}"]) == 2
+    assert out.out.splitlines()[0] == "gamma,seed,num_samples,valid,unique,novel,qed_novel_mean,target_accuracy"
+    assert main(["eval", "guidance", f"run_dir={runs['udlm']}"]) == 2
     assert "add guidance=cfg|cbg|nos|fudge|pplm" in capsys.readouterr().err

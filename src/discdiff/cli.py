@@ -1,4 +1,4 @@
-"""The `discdiff` command line: train, train-classifier, sample, eval ppl | qm9 | qm9-guidance, config.
+"""The `discdiff` command line: train, train-classifier, sample, prepare, export, eval ppl | qm9 | guidance, config.
 
 Every command takes Hydra-style overrides (`key=value`, `group=option`); `discdiff config` prints
 the configuration they resolve to. Refused input ends with one line on stderr and exit code 2.
@@ -25,8 +25,9 @@ COMMANDS = {
                 "left out: discdiff eval ppl run_dir=runs/qm9-udlm",
     "eval qm9": "validity, uniqueness, novelty and properties of molecules: discdiff eval qm9 run_dir=... "
                 "[eval.samples=path/to/samples.json]",
-    "eval qm9-guidance": "a guidance method over gammas and seeds: table + Pareto plot: discdiff eval "
-                         "qm9-guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
+    "eval guidance": "a guidance method over gammas and seeds, scored by the metrics of the model's domain: "
+                     "table + Pareto plot: discdiff eval guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
+    "eval qm9-guidance": "the earlier name of eval guidance (QM9 models)",
     "prepare": "read and tokenize a dataset once into the cache (before a training job): discdiff prepare "
                "data=lm1b",
     "export": "write a run's model as a HuggingFace folder: discdiff export run_dir=runs/demo out=hf/demo "
@@ -52,10 +53,10 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
-    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | qm9-guidance)",
+    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | guidance)",
                                    description="evaluate a trained model")
     kinds = evaluate.add_subparsers(dest="kind", metavar="kind")
-    for kind in ("ppl", "qm9", "qm9-guidance"):
+    for kind in ("ppl", "qm9", "guidance", "qm9-guidance"):
         sub = kinds.add_parser(kind, help=COMMANDS[f"eval {kind}"], description=COMMANDS[f"eval {kind}"])
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     return parser
@@ -164,44 +165,40 @@ def cmd_eval_qm9(cfg) -> None:
     print(f"wrote metrics and pictures to {out_dir}", file=sys.stderr)
 
 
-def cmd_eval_qm9_guidance(cfg) -> None:
+def cmd_eval_guidance(cfg) -> None:
+    """`eval guidance` (and its older name `eval qm9-guidance`): one method over study.gammas x
+    study.seeds, scored by the metrics of the model's domain."""
     from .config import ConfigError
-    from .data.qm9 import qm9_train_table
     from .evaluation import guidance_study as study
+    from .evaluation.domains import Samples, metrics_for
     from .pipeline import load_classifier
 
     g, s, st = cfg.get("guidance"), cfg.sampling, cfg.study
     if g is None:
-        raise ConfigError("eval qm9-guidance sweeps one guidance method: add guidance=cfg|cbg|nos|fudge|pplm")
-    if st.property not in ("qed", "ring_count"):
-        raise ConfigError(f"study.property={st.property} is not a QM9 property; allowed: qed, ring_count")
+        raise ConfigError("eval guidance sweeps one guidance method: add guidance=cfg|cbg|nos|fudge|pplm")
     pipe = _pipeline(cfg)
-    if pipe.cfg.data.name != "qm9":
-        raise ConfigError(f"eval qm9-guidance needs a QM9 model; {pipe.run_dir} was trained on {pipe.cfg.data.name}")
     options = _method_options(g)
     classifier = g.get("classifier")
     if isinstance(classifier, str):
         classifier = load_classifier(classifier, device=pipe.device)
     strategies = {float(gamma): pipe.guidance(g.name, float(gamma), g.condition, classifier=classifier, **options)
                   for gamma in st.gammas}  # every setting is checked before anything is sampled
+    target = _evaluation_classifier(st.eval_classifier, pipe, g.condition)
+    metrics = metrics_for(pipe, cfg, target)
 
-    judge = _evaluation_classifier(st.eval_classifier, pipe, g.condition)
-
-    def sample(gamma, seed):
+    def sample(gamma, seed) -> Samples:
         out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, guidance=strategies[gamma],
                           eps=s.eps, argmax=s.argmax, use_cache=s.use_cache, float64=s.float64)
-        extra = {} if judge is None else {"classifier_hit_rate": judge(out.tokens)}
-        return pipe.decode(out.tokens), out.nfe, extra
+        return Samples(pipe.decode(out.tokens), out.tokens.cpu(), out.nfe, int(g.condition))
 
     out_dir = Path(st.output_dir or Path(cfg.run_dir) / "guidance_study")
-    train = qm9_train_table(pipe.cfg.data)
     info = {"condition": int(g.condition), "steps": int(s.steps), "settings": json.dumps(dict(options))}
-    rows = study.sweep(sample, gammas=st.gammas, seeds=st.seeds, train_smiles=set(train["canonical"]),
-                       out_dir=out_dir, model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info,
+    rows = study.sweep(sample, gammas=st.gammas, seeds=st.seeds, metrics=metrics, out_dir=out_dir,
+                       model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info, target=target,
                        progress=lambda line: print(line, file=sys.stderr))
-    table = study.merge(out_dir, rows, study.data_row({p: train[p].tolist() for p in ("qed", "ring_count")}))
-    study.pareto_plot(table, out_dir / "guidance_pareto.png", st.property)
-    columns = ("gamma", "seed", "num_samples", "valid", "unique", "novel", f"{st.property}_novel_mean")
+    table = study.merge(out_dir, rows, metrics.reference())
+    study.pareto_plot(table, out_dir / "guidance_pareto.png", metrics)
+    columns = ("gamma", "seed", "num_samples", *metrics.shown, *(("target_accuracy",) if target is not None else ()))
     print(",".join(columns))
     for row in rows:
         print(",".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
@@ -209,8 +206,9 @@ def cmd_eval_qm9_guidance(cfg) -> None:
 
 
 def _evaluation_classifier(path, pipe, condition: int):
-    """None, or `hit_rate(tokens) -> float`: the share of sequences a clean classifier assigns to
-    `condition` (study.eval_classifier)."""
+    """None, or `target(samples) -> float`: the share of samples an evaluation classifier assigns to
+    `condition` (study.eval_classifier: a discdiff clean classifier reading token ids, or a
+    HuggingFace sequence-classification folder reading the decoded samples)."""
     import torch
 
     from .pipeline import load_classifier
@@ -221,11 +219,12 @@ def _evaluation_classifier(path, pipe, condition: int):
     pipe.check_classifier(classifier, condition, "clean")
 
     @torch.no_grad()
-    def hit_rate(tokens) -> float:
+    def target(samples) -> float:
+        tokens = samples.tokens.to(pipe.device)
         predicted = torch.cat([classifier(chunk, None).argmax(-1) for chunk in tokens.split(512)])
         return float((predicted == condition).float().mean())
 
-    return hit_rate
+    return target
 
 
 def cmd_prepare(cfg) -> None:
@@ -277,7 +276,8 @@ def cmd_config(cfg) -> None:
 
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
             "export": cmd_export, "prepare": cmd_prepare,
-            "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval qm9-guidance": cmd_eval_qm9_guidance}
+            "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval guidance": cmd_eval_guidance,
+            "eval qm9-guidance": cmd_eval_guidance}
 
 
 class _StderrNotes(logging.Handler):

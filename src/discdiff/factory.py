@@ -13,8 +13,15 @@ from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
 from .models import DiTClassifier, HiddenStateClassifier, build_backbone
 from .schedules import get_schedule
 
-NUM_CLASSES = 2  # labels are binary: above / below the property's percentile
 PRETRAINED = "hf_dit"  # model=hf_dit: a DiT in the published UDLM / MDLM layout (discdiff.hub)
+
+
+def label_classes(cfg: DictConfig) -> Optional[int]:
+    """Classes of data.label_col (None for an unlabelled run): binary for thresholded properties
+    (QM9) and sentiment, ten for species and images (the dataset registry says)."""
+    from .data.registry import get_spec
+
+    return None if cfg.data.label_col is None else get_spec(cfg.data.name).num_classes
 
 
 def _backbone(cfg: DictConfig, vocab_size: int, causal: bool, num_classes: Optional[int], conditioning: str):
@@ -43,12 +50,13 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
                          **_ids) -> LanguageModel:
     """AR for parameterization=ar, otherwise a diffusion model over the configured process.
 
-    num_classes: the label classes of a conditional model (default: 2 when data.label_col is set);
+    num_classes: the label classes of a conditional model (default: the dataset's, when data.label_col
+    is set);
     conditioning: how time and labels join in the DiT (default: "silu_each" for model=hf_dit,
     "silu_sum" otherwise; see discdiff.models.dit)."""
     t = cfg.training
     if num_classes == "from data":
-        num_classes = NUM_CLASSES if cfg.data.label_col is not None else None
+        num_classes = label_classes(cfg)
     conditioning = conditioning or cfg.model.get("conditioning") or "silu_sum"
     common = {"loss_on_pad": bool(t.loss_on_pad), "num_classes": num_classes}
     backbone = partial(_backbone, cfg, vocab_size, num_classes=num_classes, conditioning=conditioning)
@@ -80,8 +88,8 @@ def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageM
     if kind == "head":
         if generator is None:
             raise ValueError("classifier.kind=head needs classifier.generator=RUN_DIR (a trained generator)")
-        return HiddenStateClassifier(generator, NUM_CLASSES), generator.corrupt
-    classifier = DiTClassifier(vocab["vocab_size"], cfg.data.length, NUM_CLASSES, c.model,
+        return HiddenStateClassifier(generator, label_classes(cfg)), generator.corrupt
+    classifier = DiTClassifier(vocab["vocab_size"], cfg.data.length, label_classes(cfg), c.model,
                                time_conditioning=kind == "noisy", pooling=c.pooling, dropout=c.dropout,
                                causal=kind == "prefix")
     if kind != "noisy":

@@ -340,10 +340,10 @@ class Study(Section):
     gammas: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="guidance strengths of the sweep")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(description="sampling seeds of the sweep")
     name: Optional[str] = Field(description="the model's name in the table and plot; null = the run folder's name")
-    eval_classifier: Optional[ExistingPath] = Field(description="a clean classifier's run folder: adds "
-                                                                "classifier_hit_rate, the share of samples it "
-                                                                "assigns to guidance.condition")
-    property: str = Field(description="y axis of the Pareto plot (QM9: qed or ring_count)")
+    eval_classifier: Optional[ExistingPath] = Field(description="an evaluation classifier (a clean classifier's run "
+                                                                "folder): adds target_accuracy, the share of "
+                                                                "samples it assigns to guidance.condition")
+    property: str = Field(description="QM9: the property of the Pareto plot's y axis (qed or ring_count)")
     output_dir: Optional[str] = Field(description="null = run_dir/guidance_study (rows of other runs are kept)")
 
 

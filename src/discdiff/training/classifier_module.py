@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import default_config
-from ..factory import NUM_CLASSES, build_classifier, build_language_model
+from ..factory import build_classifier, build_language_model, label_classes
 from .module import ResumableModule
 
 
@@ -75,7 +75,8 @@ class LitClassifier(ResumableModule):
     def on_validation_epoch_start(self) -> None:
         self.swap_ema()
         self._val_sums = torch.zeros(2, device=self.device, dtype=torch.float64)
-        self._confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, device=self.device, dtype=torch.float64)
+        classes = label_classes(self.cfg)
+        self._confusion = torch.zeros(classes, classes, device=self.device, dtype=torch.float64)
 
     def validation_step(self, batch, batch_idx):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -84,8 +85,9 @@ class LitClassifier(ResumableModule):
         labels = batch["label"]
         self._val_sums += torch.stack([ce.double().sum(), torch.tensor(float(ce.numel()), device=self.device,
                                                                        dtype=torch.float64)])
-        pairs = labels * NUM_CLASSES + log_p.argmax(-1)  # confusion[true, predicted]
-        self._confusion += torch.bincount(pairs, minlength=NUM_CLASSES ** 2).view(NUM_CLASSES, NUM_CLASSES)
+        classes = self._confusion.shape[0]
+        pairs = labels * classes + log_p.argmax(-1)  # confusion[true, predicted]
+        self._confusion += torch.bincount(pairs, minlength=classes ** 2).view(classes, classes)
 
     def on_validation_epoch_end(self) -> None:
         self.swap_ema()

@@ -1,0 +1,123 @@
+"""What the guidance study measures for each kind of data.
+
+A `DomainMetrics` scores the samples of one setting (one method, strength and seed) and names the
+two columns the study's Pareto plot draws. The study (`guidance_study`) knows nothing of
+molecules, text, DNA or images: the dataset registry gives each dataset a `domain`, and `DOMAINS`
+maps it to its metrics — adding a domain is one class registered here.
+
+Every domain also gets `target_accuracy` when the study has an evaluation classifier
+(`study.eval_classifier`: a discdiff clean classifier, or a HuggingFace sequence-classification
+model folder that reads the decoded samples): the share of samples it assigns to the target class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+
+@dataclass
+class Samples:
+    """One setting's samples: decoded `texts`, token ids (N, L), the network calls per sample and
+    the class they were steered toward."""
+
+    texts: list[str]
+    tokens: torch.Tensor
+    nfe: int
+    condition: int
+
+
+@dataclass(frozen=True)
+class Axis:
+    column: str
+    label: str
+
+
+class DomainMetrics(ABC):
+    """Scores of one domain; `x` and `y` are the study plot's axes (one curve per model and
+    method through its guidance strengths)."""
+
+    title: str
+    x: Axis
+    y: Axis
+
+    @abstractmethod
+    def score(self, samples: Samples) -> dict:
+        """The columns of one setting's row."""
+
+    def reference(self) -> Optional[dict]:
+        """The table's reference row (the data's own statistics), if the domain has one."""
+        return None
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """The columns printed after a sweep (besides gamma, seed, num_samples)."""
+        return self.x.column, self.y.column
+
+    def summary(self, row: dict) -> str:
+        """The progress line of one setting."""
+        return f"{self.x.column} {_fmt(row.get(self.x.column))}, {self.y.column} {_fmt(row.get(self.y.column))}"
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+class MoleculeMetrics(DomainMetrics):
+    """QM9 (paper Sec. 5.1): validity, uniqueness, novelty and the property statistics of
+    `evaluation.qm9.qm9_metrics`; the plot puts novel valid molecules (fraction of samples) against
+    the mean property (`study.property`: qed or ring_count) of the novel ones."""
+
+    title = "QM9 guidance"
+    PROPERTIES = ("qed", "ring_count")
+
+    def __init__(self, pipe, cfg, classifier=None):
+        from ..config import ConfigError
+        from ..data.qm9 import qm9_train_table
+
+        if cfg.study.property not in self.PROPERTIES:
+            raise ConfigError(f"study.property={cfg.study.property} is not a QM9 property; allowed: "
+                              f"{', '.join(self.PROPERTIES)}")
+        self.prop = cfg.study.property
+        self.x = Axis("novel_frac", "novel valid molecules (fraction of samples)")
+        self.y = Axis(f"{self.prop}_novel_mean", f"mean {self.prop} of novel molecules")
+        train = qm9_train_table(pipe.cfg.data)
+        self.train_smiles = set(train["canonical"])
+        self.train_properties = {p: train[p].tolist() for p in self.PROPERTIES}
+
+    def score(self, samples: Samples) -> dict:
+        from .qm9 import qm9_metrics
+
+        return qm9_metrics(samples.texts, self.train_smiles)
+
+    def reference(self) -> dict:
+        from .qm9 import property_row
+
+        n = len(self.train_properties["qed"])
+        return {"model": "data", "method": "data", **property_row(n, n, self.train_properties)}
+
+    def summary(self, row: dict) -> str:
+        return (f"{row['valid']} valid, {row['novel']} novel of {row['num_samples']}, mean {self.prop} of novel "
+                f"{_fmt(row[self.y.column])}")
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return "valid", "unique", "novel", self.y.column
+
+
+#: domain (DatasetSpec.domain) -> its metrics class, built as cls(pipeline, config, eval classifier)
+DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics}
+
+
+def metrics_for(pipe, cfg, classifier=None) -> DomainMetrics:
+    """The metrics of the model's dataset's domain; one line when it has none yet."""
+    from ..data.registry import get_spec
+
+    domain = get_spec(pipe.cfg.data.name).domain
+    if domain not in DOMAINS:
+        raise ValueError(f"the guidance study has no metrics for {pipe.cfg.data.name} ({domain}); "
+                         f"it has: {', '.join(DOMAINS)}")
+    return DOMAINS[domain](pipe, cfg, classifier)
