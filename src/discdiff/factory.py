@@ -24,25 +24,55 @@ def label_classes(cfg: DictConfig) -> Optional[int]:
     return None if cfg.data.label_col is None else get_spec(cfg.data.name).num_classes
 
 
-def _backbone(cfg: DictConfig, vocab_size: int, causal: bool, num_classes: Optional[int], conditioning: str):
-    m = cfg.model
-    dims = {k: m[k] for k in ("n_blocks", "hidden_size", "n_heads", "cond_dim") if m.get(k) is not None}
+def _overrides(m, keys) -> dict:
+    return {k: m[k] for k in keys if m.get(k) is not None}
+
+
+def _dit(m, data, vocab_size: int, **options):
+    """model=micro|tiny|small|medium (a DiT size with optional overrides) or model=hf_dit."""
+    from .models import MODEL_SIZES
+
+    dims = _overrides(m, ("n_blocks", "hidden_size", "n_heads", "cond_dim"))
     if m.name == PRETRAINED:
         if len(dims) < 4:
             raise ValueError("model=hf_dit needs its dimensions; discdiff train reads them from model.pretrained")
         size = dims
     else:
-        size = m.name if not dims else {**_size_dims(m.name), **dims}
-    return build_backbone(size, vocab_size, cfg.data.length, causal=causal, num_classes=num_classes,
-                          time_conditioning=bool(cfg.time_conditioning), dropout=m.dropout, conditioning=conditioning)
+        size = {**MODEL_SIZES[m.name], **dims}
+    return build_backbone(size, vocab_size, data.length, dropout=m.dropout, **options)
 
 
-def _size_dims(name: str) -> dict:
-    from .models import MODEL_SIZES
+def _dimamba(m, data, vocab_size: int, *, conditioning: str, **options):
+    """model=dimamba: the bidirectional (causal for AR) Mamba of `model.size`, with overrides."""
+    from .models.dimamba import DIMAMBA_SIZES, build_dimamba
 
-    if name not in MODEL_SIZES:
-        raise ValueError(f"unknown model size '{name}'; allowed: {', '.join(MODEL_SIZES)}")
-    return dict(MODEL_SIZES[name])
+    spec = {**DIMAMBA_SIZES[m.size], **_overrides(m, ("n_blocks", "hidden_size", "cond_dim", "d_state", "d_conv",
+                                                      "expand", "chunk_size"))}
+    return build_dimamba(spec, vocab_size, data.length, dropout=m.dropout, **options)
+
+
+def _unet(m, data, vocab_size: int, *, causal: bool, conditioning: str, **options):
+    """model=unet: the image UNet of `model.size` over the dataset's image shape (diffusion only)."""
+    from .data.registry import get_spec
+    from .models.unet import build_unet
+
+    shape = get_spec(data.name).image_shape
+    if shape is None:
+        raise ValueError(f"model=unet reads images; data={data.name} is not an image dataset")
+    if causal:
+        raise ValueError("model=unet has no causal form; autoregressive models use a DiT (model=micro|tiny|small|medium)")
+    return build_unet(m.size, vocab_size, data.length, shape, dropout=m.dropout, **options)
+
+
+#: model.name -> builder; the DiT sizes (micro, tiny, small, medium) build a DiT.
+BACKBONES = {PRETRAINED: _dit, "dimamba": _dimamba, "unet": _unet}
+
+
+def _backbone(cfg: DictConfig, vocab_size: int, causal: bool, num_classes: Optional[int], conditioning: str):
+    """The network of `cfg.model` (the one place a config picks a backbone)."""
+    build = BACKBONES.get(cfg.model.name, _dit)
+    return build(cfg.model, cfg.data, vocab_size, causal=causal, num_classes=num_classes,
+                 time_conditioning=bool(cfg.time_conditioning), conditioning=conditioning)
 
 
 def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_id: int,

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..data.registry import DataConfig
 from ..factory import CLASSIFIER_KINDS
 from ..models import MODEL_SIZES
+from ..models.dimamba import DIMAMBA_SIZES
 from ..models.dit import CONDITIONINGS
+from ..models.unet import UNET_SIZES
 from ..models.classifier import POOLINGS
 from ..training.lr import LR_SCHEDULES
 from ..validation import (
@@ -101,7 +103,30 @@ class PretrainedDiTSection(Section):
         return self
 
 
-ModelSection = Annotated[Union[DiTSection, PretrainedDiTSection], Field(discriminator="name")]
+class DiMambaSection(Section):
+    name: Literal["dimamba"] = Field(description="bidirectional Mamba (causal for AR) in plain PyTorch, linear "
+                                                 "in the length (long DNA sequences); mamba-ssm's kernel when "
+                                                 "installed on a GPU")
+    size: Literal[tuple(DIMAMBA_SIZES)] = Field(description="width and depth preset (as the DiT's)")
+    hidden_size: Optional[PositiveInt] = Field(description="null: the size's")
+    n_blocks: Optional[PositiveInt] = Field(description="null: the size's")
+    cond_dim: Optional[PositiveInt] = Field(description="null: the size's")
+    d_state: PositiveInt = Field(description="SSM state size N per channel")
+    d_conv: PositiveInt = Field(description="width of the causal depthwise convolution")
+    expand: PositiveInt = Field(description="inner width = expand x hidden_size")
+    chunk_size: PositiveInt = Field(description="positions per chunk of the parallel scan (memory ~ chunk^2)")
+    dropout: Probability = Field(description="residual dropout after each mixer")
+
+
+class UNetSection(Section):
+    name: Literal["unet"] = Field(description="image UNet over pixel tokens (C,H,W order) of an image dataset; "
+                                              "diffusion only")
+    size: Literal[tuple(UNET_SIZES)] = Field(description="micro (tests), small (CPU demo), cifar10 (the paper's)")
+    dropout: Probability = Field(description="dropout in the residual blocks")
+
+
+ModelSection = Annotated[Union[DiTSection, PretrainedDiTSection, DiMambaSection, UNetSection],
+                         Field(discriminator="name")]
 
 
 class _EpsNoise(Section):
@@ -398,6 +423,17 @@ class RunConfig(Section):
         if p == "d3pm" and d == "absorbing_state" and not T:
             raise ValueError("parameterization=d3pm with diffusion=absorbing_state needs discrete time (T>0); "
                              "use parameterization=subs for continuous time")
+        return self
+
+    @model_validator(mode="after")
+    def _backbone_fits(self):
+        from ..data.registry import get_spec
+
+        if self.model.name == "unet":
+            if get_spec(self.data.name).image_shape is None:
+                raise ValueError(f"model=unet reads images; data={self.data.name} is not an image dataset")
+            if self.parameterization == "ar":
+                raise ValueError("model=unet has no causal form; AR models use a DiT (model=micro|tiny|small|medium)")
         return self
 
     @model_validator(mode="after")

@@ -44,6 +44,7 @@ class DatasetSpec:
         num_classes: classes of those labels.
         domain: what the data is ("molecules", "text", "dna", "images"): picks the metrics of
             the guidance study (`discdiff.evaluation.domains`).
+        image_shape: (C, H, W) of image datasets (the token order is C, H, W).
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
         offline_source: where the data comes from on registry-only machines.
@@ -60,6 +61,7 @@ class DatasetSpec:
     label_columns: tuple[str, ...] = ()
     num_classes: int = 2
     domain: str = "text"
+    image_shape: Optional[tuple[int, int, int]] = None
     hub_id: Optional[str] = None
     url: Optional[str] = None
     offline_source: Optional[str] = None
