@@ -82,8 +82,9 @@ def test_checked_values_take_their_declared_types():
 
 @pytest.mark.parametrize("group", ["algo", "model", "data", "noise", "lr_scheduler", "logger", "guidance", "experiment"])
 def test_every_packaged_option_passes_the_schema(group):
+    context = {"unet": ["data.name=cifar10", "data.length=3072"]}  # a UNet needs an image dataset
     for option in group_options(group):
-        compose([f"{group}={option}"])
+        compose([f"{group}={option}", *context.get(option, [])])
 
 
 def test_noise_options_are_the_schedules_arguments():

@@ -150,7 +150,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec("species10", "dna", 32768, layout="pad", label_columns=("species",), num_classes=10, domain="dna",
                     hub_id="yairschiff/ten_species"),
         DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), num_classes=10, domain="images",
-                    hub_id="cifar10"),
+                    image_shape=(3, 32, 32), hub_id="cifar10"),
         DatasetSpec(
             "amazon_polarity", "bert", 128, layout="pad", cached=True, label_columns=("label",),
             hub_id="amazon_polarity", loader="discdiff.data.reviews", sources=("auto", "hub"),
