@@ -40,3 +40,28 @@ def trained_run(tmp_path_factory, cache_dir):
                            "data.label_col=qed", "training.guidance.cond_dropout=0.1", "optim.lr=1e-3"])
     train(cfg)
     return run_dir
+
+
+# A tiny causal LM judge for generative perplexity, built offline (the hub is not reachable).
+JUDGE_CORPUS = ["the cat sat on the mat", "a dog ran in the park", "we read a good book today",
+                "this product works well", "i would not buy it again", "the weather was warm and sunny"]
+JUDGE_CONTEXT = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_dir(tmp_path_factory):
+    """A 2-layer GPT-2 with a word-level tokenizer (eos `<eos>`, no pad token), saved like a hub model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator(JUDGE_CORPUS, trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=raw.get_vocab_size(), n_positions=JUDGE_CONTEXT, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.3, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    path = tmp_path_factory.mktemp("tiny_judge")
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

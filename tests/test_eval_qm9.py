@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from discdiff.chem import canonical_smiles, mol_from_smiles, qed, ring_count
-from discdiff.evaluation import (
+from discdiff.evaluation.qm9 import (
     data_reference_row,
     draw_molecule_grid,
     evaluate_qm9_samples,

@@ -24,34 +24,14 @@ from discdiff.evaluation.text import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CORPUS = ["the cat sat on the mat", "a dog ran in the park", "we read a good book today",
-          "this product works well", "i would not buy it again", "the weather was warm and sunny"]
-CONTEXT = 16
+from conftest import JUDGE_CONTEXT as CONTEXT, JUDGE_CORPUS as CORPUS
+
 WORDS = " ".join(CORPUS).split()
 
 
 @pytest.fixture(scope="module")
-def judge_dir(tmp_path_factory):
-    """A 2-layer GPT-2 with a word-level tokenizer (eos `<eos>`, no pad token), saved like a hub model."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>")
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=raw.get_vocab_size(), n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2,
-                        initializer_range=0.3, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
-    path = tmp_path_factory.mktemp("tiny_judge")
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def judge(judge_dir):
-    return load_judge(judge_dir, device="cpu")
+def judge(tiny_judge_dir):
+    return load_judge(tiny_judge_dir, device="cpu")
 
 
 def samples(seed=0):
@@ -88,8 +68,8 @@ def test_judge_loads_from_directory(judge):
 
 
 @pytest.mark.parametrize("max_context", [CONTEXT, 7])
-def test_gen_ppl_matches_brute_force(judge_dir, max_context):
-    judge = load_judge(judge_dir, device="cpu", max_context=max_context)
+def test_gen_ppl_matches_brute_force(tiny_judge_dir, max_context):
+    judge = load_judge(tiny_judge_dir, device="cpu", max_context=max_context)
     assert judge.context == min(CONTEXT, max_context)
     texts = samples()
     got = generative_perplexity(texts, judge, batch_size=3, progress=False)

@@ -25,6 +25,8 @@ COMMANDS = {
                 "left out: discdiff eval ppl run_dir=runs/qm9-udlm",
     "eval qm9": "validity, uniqueness, novelty and properties of molecules: discdiff eval qm9 run_dir=... "
                 "[eval.samples=path/to/samples.json]",
+    "eval gen-ppl": "generative perplexity of text samples under a causal LM judge, unigram entropy and "
+                    "n-gram diversity: discdiff eval gen-ppl run_dir=... eval.judge=gpt2-large [eval.samples=FILE]",
     "eval guidance": "a guidance method over gammas and seeds, scored by the metrics of the model's domain: "
                      "table + Pareto plot: discdiff eval guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
     "eval qm9-guidance": "the earlier name of eval guidance (QM9 models)",
@@ -53,10 +55,10 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
-    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | guidance)",
+    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | gen-ppl | guidance)",
                                    description="evaluate a trained model")
     kinds = evaluate.add_subparsers(dest="kind", metavar="kind")
-    for kind in ("ppl", "qm9", "guidance", "qm9-guidance"):
+    for kind in ("ppl", "qm9", "gen-ppl", "guidance", "qm9-guidance"):
         sub = kinds.add_parser(kind, help=COMMANDS[f"eval {kind}"], description=COMMANDS[f"eval {kind}"])
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     return parser
@@ -143,7 +145,7 @@ def cmd_eval_ppl(cfg) -> None:
 
 def cmd_eval_qm9(cfg) -> None:
     from .data.qm9 import qm9_train_table
-    from .evaluation import evaluate_qm9_samples
+    from .evaluation.qm9 import evaluate_qm9_samples
 
     run_dir = Path(cfg.run_dir)
     out_dir = Path(cfg.eval.output_dir or run_dir / "eval")
@@ -163,6 +165,43 @@ def cmd_eval_qm9(cfg) -> None:
                                    train_properties={p: train[p].tolist() for p in ("qed", "ring_count")})
     _print_json(metrics)
     print(f"wrote metrics and pictures to {out_dir}", file=sys.stderr)
+
+
+def cmd_eval_gen_ppl(cfg) -> None:
+    """Fluency and diversity of a text model's samples under a causal LM judge (eval.judge)."""
+    from .evaluation.domains import judge_path
+    from .evaluation.samples import load_samples
+    from .evaluation.text import evaluate_text_samples, load_judge
+
+    out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
+    pipe, guidance = _pipeline(cfg, guided=True)
+    if cfg.eval.samples is None:
+        texts = draw_samples(cfg, pipe, guidance)["samples"]
+    else:
+        texts = load_samples(cfg.eval.samples)
+        _check_sample_ids(cfg.eval.samples, texts, pipe)
+    judge = load_judge(judge_path(cfg.eval.judge), device=pipe.device)
+    result = evaluate_text_samples(texts, judge, batch_size=cfg.eval.judge_batch_size)
+    per_sample = result.pop("per_sample")
+    write_json(out_dir / "gen_ppl.json", {**result, "samples": str(cfg.eval.samples or "sampled now"),
+                                         "checkpoint": str(pipe.checkpoint)})
+    write_json(out_dir / "gen_ppl_per_sample.json", [{"text": t, **row} for t, row in zip(texts, per_sample)])
+    _print_json(result)
+    print(f"wrote {out_dir / 'gen_ppl.json'} and gen_ppl_per_sample.json", file=sys.stderr)
+
+
+def _check_sample_ids(path, texts: list[str], pipe) -> None:
+    """Refuse a samples file whose token ids are not this model's: out of its vocabulary, or not
+    decoding to the file's texts with its tokenizer."""
+    import json as _json
+
+    ids = _json.loads(Path(path).read_text()).get("token_ids")
+    if ids is None:
+        return
+    vocab = pipe.tokenizer.vocab_size
+    if any(not 0 <= i < vocab for row in ids for i in row) or pipe.decode(ids) != texts:
+        raise ValueError(f"{path}: its token ids are not this model's ({pipe.tokenizer.kind} tokenizer, {vocab} "
+                         "tokens): samples of another model? give that model's run_dir")
 
 
 def cmd_eval_guidance(cfg) -> None:
@@ -277,6 +316,7 @@ def cmd_config(cfg) -> None:
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
             "export": cmd_export, "prepare": cmd_prepare,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval guidance": cmd_eval_guidance,
+            "eval gen-ppl": cmd_eval_gen_ppl,
             "eval qm9-guidance": cmd_eval_guidance}
 
 

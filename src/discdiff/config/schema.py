@@ -357,7 +357,10 @@ class Eval(Section):
     include_padding: bool = Field(description="count padding positions in eval ppl and the validation metrics "
                                               "(the paper leaves them out)")
     max_batches: Optional[PositiveInt] = Field(description="limit eval ppl to this many validation batches")
-    samples: Optional[ExistingFile] = Field(description="eval qm9: a samples JSON; null = sample now")
+    samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl: a samples JSON; null = sample now")
+    judge: str = Field(description="eval gen-ppl and the text study: the causal LM judging fluency: a HuggingFace "
+                                   "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline)")
+    judge_batch_size: PositiveInt = Field(description="samples per batch of the judge")
     output_dir: Optional[str] = Field(description="null = run_dir/eval")
 
 

