@@ -31,25 +31,24 @@ separate weights, one reading the sequence left to right and one right to left, 
 the same as a DiT block (4 D^2 attention + 8 D^2 MLP), so DIMAMBA_SIZES reuse DiT's widths and
 depths. A causal model (AR) holds the forward mixer only (about half the parameters).
 
-Chunked parallel scan (`chunked_selective_scan`, the Mamba-2 "SSD" chunking applied to a
-diagonal A per (channel, state)): with log-decays a_t = dt_t A <= 0 split into chunks of T
-positions and S_t = a_1 + ... + a_t the cumulative sum inside a chunk, the states of the chunk
-are, for a carried-in state h_0,
+Chunked parallel scan (`chunked_selective_scan`): the recurrence h_t = a_t h_{t-1} + b_t with
+a_t = exp(dt_t A) in (0, 1] and b_t = dt_t B_t x_t (both (B, Din, N) per position) is an
+associative scan over the pairs (a_t, b_t) with (a, b) then (a', b') = (a a', a' b + b'). Inside
+a chunk of T positions it runs as log2(T) doubling steps over whole tensors (Hillis & Steele
+1986): at step d every position t >= d combines with position t - d,
 
-    h_t = sum_{s <= t} exp(S_t - S_s) dt_s B_s x_s + exp(S_t) h_0,
+    b_t <- a_t b_{t-d} + b_t,    a_t <- a_t a_{t-d},
 
-so with the segment-sum matrix seg[t, s] = S_t - S_s (s <= t; -inf above the diagonal) one chunk
-is a batched matrix product exp(seg) @ (dt B x) (B, Din, N, T, T) @ (B, Din, N, T, 1), the
-outputs an einsum with C, and h_T is carried to the next chunk by a loop over the L / T chunks.
-Only exponentials of differences of cumulative sums (<= 0 below the diagonal) are taken, never a
-division by a cumulative product, so it is stable in fp32 for any length. Per chunk the largest
-tensor is the decay matrix exp(seg) of B * Din * N * T^2 floats (B = 8, Din = 1024, N = 16,
-T = 64: 2 GiB; lower chunk_size to trade Python iterations for memory); the cumulative sums and
-states are B * Din * N * T. Under autograd every chunk is checkpointed, so backward keeps only
-the chunk inputs and the carried states (B * Din * N * L / T) and recomputes one chunk at a time.
-FLOPs are O(L * T * Din * N), linear in L. The scan runs in fp32 with autocast off. If the
-package ``mamba_ssm`` is importable and the tensors are on CUDA, its fused ``selective_scan_fn``
-replaces the chunked scan when there is no carried-in state (the full-sequence forward).
+after which b_t is the state reached from zeros and a_t = a_1 ... a_t, so with a carried-in
+state h_0 the chunk's states are h_t = b_t + a_t h_0; the last one is carried to the next chunk
+by a loop over the L / T chunks. Only products of decays in (0, 1] are formed (no division by a
+cumulative product), so it is stable in fp32 for any length. The work is O(L log T Din N), linear
+in L; the largest tensors are the chunk's (B, Din, N, T) pairs (B = 8, Din = 1536, N = 16,
+T = 64: 50 MB each), never a T x T matrix per channel and state. Under autograd every chunk is
+checkpointed, so backward keeps only the chunk inputs and the carried states (B * Din * N * L / T)
+and recomputes one chunk at a time. The scan runs in fp32 with autocast off. If the package
+``mamba_ssm`` is importable and the tensors are on CUDA, its fused ``selective_scan_fn`` replaces
+the chunked scan when there is no carried-in state (the full-sequence forward).
 
 Incremental causal decoding (`MambaStateCache`): per block, the last K - 1 conv inputs
 (B, Din, K - 1) and the SSM state (B, Din, N); new positions continue from them, which equals
@@ -88,14 +87,19 @@ _SPEC_KEYS = {"n_blocks", "hidden_size", "cond_dim", "d_state", "d_conv", "expan
 # ------------------------------------------------------------------- scans
 def _scan_chunk(x, dt, Bm, Cm, A, h0):
     """One chunk of T positions: x, dt (B, Din, T); Bm, Cm (B, N, T); A (Din, N); carried-in state
-    h0 (B, Din, N) -> outputs without the D skip (B, Din, T) and the last state (B, Din, N)."""
-    T = x.shape[-1]
-    cum = (dt[:, :, None, :] * A[None, :, :, None]).cumsum(-1)      # S_t: (B, Din, N, T)
-    above = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-    decay = (cum[..., :, None] - cum[..., None, :]).masked_fill_(above, -math.inf).exp_()  # (.., T, T)
-    inputs = (dt * x)[:, :, None, :] * Bm[:, None, :, :]            # dt_s B_s x_s: (B, Din, N, T)
-    states = (decay @ inputs[..., None]).squeeze(-1) + cum.exp() * h0[..., None]
-    return torch.einsum("bdnt,bnt->bdt", states, Cm), states[..., -1]
+    h0 (B, Din, N) -> outputs without the D skip (B, Din, T) and the last state (B, Din, N), by
+    log2(T) doubling steps of the associative scan (module docstring). Positions lead the working
+    tensors (T, B, Din, N), so every shifted slice is one contiguous block."""
+    dt_t = dt.permute(2, 0, 1)[..., None]                           # (T, B, Din, 1)
+    a = torch.exp(dt_t * A)                                         # a_t = exp(dt_t A): (T, B, Din, N)
+    b = (dt_t * x.permute(2, 0, 1)[..., None]) * Bm.permute(2, 0, 1)[:, :, None, :]  # b_t = dt_t B_t x_t
+    d = 1
+    while d < a.shape[0]:
+        b = torch.cat([b[:d], torch.addcmul(b[d:], a[d:], b[:-d])])
+        a = torch.cat([a[:d], a[d:] * a[:-d]])
+        d *= 2
+    states = torch.addcmul(b, a, h0)                                # h_t = b_t + (a_1 ... a_t) h_0
+    return torch.einsum("tbdn,tbn->bdt", states, Cm.permute(2, 0, 1)), states[-1]
 
 
 def chunked_selective_scan(x, dt, A, Bm, Cm, D, h0=None, chunk_size: int = 64):
