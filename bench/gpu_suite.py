@@ -55,7 +55,7 @@ from discdiff.data.tokens import Padded, Specials, Tokens  # noqa: E402
 from discdiff.factory import build_language_model  # noqa: E402
 from discdiff.files import write_json, write_text  # noqa: E402
 from discdiff.guidance import CBG, CFG  # noqa: E402
-from discdiff.models import DiTClassifier, flops_per_token  # noqa: E402
+from discdiff.models import SequenceClassifier, build_encoder, flops_per_token  # noqa: E402
 from discdiff.sampling import sample_autoregressive  # noqa: E402
 from discdiff.training.run import fit  # noqa: E402
 
@@ -78,7 +78,7 @@ class Shapes:
     decode_batch: int
     matmul: int
     copy_bytes: int
-    classifier: tuple[str, ...]  # DiTClassifier size for D-CBG
+    classifier: tuple[str, ...]  # classifier encoder (a DiT size) for D-CBG
 
 
 FULL = Shapes(vocab=30522, length=128, model=("model=small",), batches=(64, 256, 512), timed_steps=20,
@@ -352,7 +352,8 @@ class Suite:
     # -------------------------------------------------------------------------- 3. sampling
     def sampling(self) -> None:
         b, v, length = self.s.sample_batch, self.s.vocab, self.s.length
-        classifier = DiTClassifier(v, length, 2, self.s.classifier[0], dropout=0.0).to(self.device).eval()
+        classifier = SequenceClassifier(build_encoder(self.s.classifier[0], v, length, dropout=0.0), 2)
+        classifier = classifier.to(self.device).eval()
         for algo in ("udlm", "mdlm"):
             if not self.budget.allows(60 if not self.tiny else 1):
                 return self.skip(f"sampling {algo}")

@@ -13,18 +13,19 @@ import torch
 
 from common import autocast, build, machine, parser, timed
 from discdiff.guidance import CBG, CFG, FUDGE, NOS, PPLM
-from discdiff.models import DiTClassifier, HiddenStateClassifier
+from discdiff.models import HiddenStateClassifier, SequenceClassifier, build_encoder
 
 
 def strategies(lm, shape, args) -> dict:
     v, length = shape["vocab_size"], shape["length"]
     null = lm.num_classes
     if lm.family == "autoregressive":
-        prefix = DiTClassifier(v, length, 2, args.model, time_conditioning=False, causal=True, dropout=0.0)
+        encoder = build_encoder(args.model, v, length, time_conditioning=False, causal=True, dropout=0.0)
+        prefix = SequenceClassifier(encoder, 2)
         return {"none": None, "cfg": CFG(2.0, 1, null),
                 "fudge": FUDGE(prefix.to(args.device).eval(), 2.0, 1, topk=args.topk),
                 "pplm": PPLM(HiddenStateClassifier(lm, 2).to(args.device), 2.0, 1)}
-    noisy = DiTClassifier(v, length, 2, args.model, dropout=0.0).to(args.device).eval()
+    noisy = SequenceClassifier(build_encoder(args.model, v, length, dropout=0.0), 2).to(args.device).eval()
     return {"none": None, "cfg": CFG(2.0, 1, null), "cbg": CBG(noisy, 2.0, 1),
             "cbg_first_order": CBG(noisy, 2.0, 1, first_order=True),
             "nos": NOS(HiddenStateClassifier(lm, 2).to(args.device), 2.0, 1)}

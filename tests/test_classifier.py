@@ -9,11 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from discdiff.cli import main
-from discdiff.models import DiTClassifier
+from discdiff.models import SequenceClassifier, build_backbone, build_encoder
+from discdiff.models.dimamba import build_dimamba
 from discdiff.pipeline import load, load_classifier
 from test_training import read_metric
 
 TINY = dict(n_blocks=2, hidden_size=32, n_heads=4, cond_dim=16)
+MAMBA = dict(n_blocks=2, hidden_size=32, cond_dim=16, d_state=4, chunk_size=4)
+
+
+def encoder(kind, v, length, **options):
+    """A small unlabelled DiT or DiMamba encoder without dropout."""
+    if kind == "dimamba":
+        return build_dimamba(MAMBA, v, length, dropout=0.0, **options)
+    return build_backbone(TINY, v, length, dropout=0.0, **options)
 CLF = ["data.label_col=qed", "optim.lr=1e-3", "lr_scheduler=constant_warmup", "lr_scheduler.warmup_steps=3",
        "trainer.limit_val_batches=2"]
 
@@ -26,10 +35,10 @@ def randomized(model, seed=0):
     return model.eval()
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max"])
-def test_classifier_shapes_and_one_hot_path(pooling):
+@pytest.mark.parametrize("kind, pooling", [("dit", "mean"), ("dit", "max"), ("dimamba", "mean")])
+def test_classifier_shapes_and_one_hot_path(kind, pooling):
     v, length, b = 11, 7, 3
-    model = randomized(DiTClassifier(v, length, 3, TINY, pooling=pooling, dropout=0.0))
+    model = randomized(SequenceClassifier(encoder(kind, v, length), 3, pooling=pooling))
     x = torch.randint(0, v, (b, length), generator=torch.Generator().manual_seed(1))
     sigma = torch.tensor([0.1, 1.0, 5.0])
     log_p = model(x, sigma)
@@ -41,15 +50,18 @@ def test_classifier_shapes_and_one_hot_path(pooling):
     (grad,) = torch.autograd.grad(from_onehot[:, 1].sum(), onehot)  # what first-order D-CBG needs
     assert grad.shape == (b, length, v) and grad.abs().sum() > 0
     assert not torch.allclose(model(x, sigma * 0), log_p)  # time-conditioned
-    clean = randomized(DiTClassifier(v, length, 3, TINY, time_conditioning=False, dropout=0.0))
+    clean = randomized(SequenceClassifier(encoder(kind, v, length, time_conditioning=False), 3))
     assert torch.equal(clean(x, sigma), clean(x, None))
 
 
 def test_classifier_refuses_bad_options():
     with pytest.raises(ValueError, match="unknown pooling 'cls'; allowed: mean, max"):
-        DiTClassifier(5, 4, 2, TINY, pooling="cls")
+        SequenceClassifier(encoder("dit", 5, 4), 2, pooling="cls")
     with pytest.raises(ValueError, match="one-hot input has 4 columns"):
-        DiTClassifier(5, 4, 2, TINY)(torch.zeros(1, 4, 4), None)
+        SequenceClassifier(encoder("dit", 5, 4), 2)(torch.zeros(1, 4, 4), None)
+    with pytest.raises(ValueError, match="unknown classifier encoder 'dimamba_huge'; allowed: micro, tiny, small, "
+                                         "medium, dimamba_micro"):
+        build_encoder("dimamba_huge", 5, 4)
 
 
 @pytest.fixture(scope="module")

@@ -159,12 +159,18 @@ def test_nos_with_gamma_zero_is_unguided_and_moves_it_otherwise(process):
         run(PPLM(head, 1.0, 1))
 
 
-def test_prefix_classifier_continuations_match_full_sequences():
-    from discdiff.models import DiTClassifier
+@pytest.mark.parametrize("kind", ["dit", "dimamba"])
+def test_prefix_classifier_continuations_match_full_sequences(kind):
+    from discdiff.models import SequenceClassifier, build_backbone
+    from discdiff.models.dimamba import build_dimamba
 
     torch.manual_seed(0)
-    clf = DiTClassifier(11, 8, 2, dict(n_blocks=2, hidden_size=32, n_heads=4, cond_dim=16), causal=True,
-                        time_conditioning=False, dropout=0.0).eval()
+    options = dict(causal=True, time_conditioning=False, dropout=0.0)
+    if kind == "dimamba":
+        encoder = build_dimamba(dict(n_blocks=2, hidden_size=32, cond_dim=16, d_state=4, chunk_size=4), 11, 8, **options)
+    else:
+        encoder = build_backbone(dict(n_blocks=2, hidden_size=32, n_heads=4, cond_dim=16), 11, 8, **options)
+    clf = SequenceClassifier(encoder, 2).eval()
     for p in clf.parameters():
         torch.nn.init.normal_(p, std=0.3)
     prefix, tokens = torch.randint(0, 11, (3, 5)), torch.randint(0, 11, (3, 4))

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import objectives
 from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
-from .models import DiTClassifier, HiddenStateClassifier, build_backbone
+from .models import HiddenStateClassifier, SequenceClassifier, build_backbone, build_encoder
+from .models.dimamba import DIMAMBA_SIZES, build_dimamba
 from .schedules import get_schedule
 
 PRETRAINED = "hf_dit"  # model=hf_dit: a DiT in the published UDLM / MDLM layout (discdiff.hub)
@@ -44,8 +45,6 @@ def _dit(m, data, vocab_size: int, **options):
 
 def _dimamba(m, data, vocab_size: int, *, conditioning: str, **options):
     """model=dimamba: the bidirectional (causal for AR) Mamba of `model.size`, with overrides."""
-    from .models.dimamba import DIMAMBA_SIZES, build_dimamba
-
     spec = {**DIMAMBA_SIZES[m.size], **_overrides(m, ("n_blocks", "hidden_size", "cond_dim", "d_state", "d_conv",
                                                       "expand", "chunk_size"))}
     return build_dimamba(spec, vocab_size, data.length, dropout=m.dropout, **options)
@@ -119,9 +118,9 @@ def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageM
         if generator is None:
             raise ValueError("classifier.kind=head needs classifier.generator=RUN_DIR (a trained generator)")
         return HiddenStateClassifier(generator, label_classes(cfg)), generator.corrupt
-    classifier = DiTClassifier(vocab["vocab_size"], cfg.data.length, label_classes(cfg), c.model,
-                               time_conditioning=kind == "noisy", pooling=c.pooling, dropout=c.dropout,
-                               causal=kind == "prefix")
+    classifier = SequenceClassifier(build_encoder(c.model, vocab["vocab_size"], cfg.data.length,
+                                                  time_conditioning=kind == "noisy", causal=kind == "prefix",
+                                                  dropout=c.dropout), label_classes(cfg), pooling=c.pooling)
     if kind != "noisy":
         return classifier, _clean
     process, schedule = build_noising(cfg, vocab["vocab_size"], vocab["mask_id"])

@@ -222,7 +222,7 @@ def _rebuild(checkpoint: Path, build):
 
 def load_classifier(path: str | Path, *, device=None, disable_ema: bool = False):
     """A classifier trained by `discdiff train-classifier` (run folder: best.ckpt, else
-    last.ckpt; or a .ckpt), in eval mode with its EMA weights: a `DiTClassifier`, called as
+    last.ckpt; or a .ckpt), in eval mode with its EMA weights: a `SequenceClassifier`, called as
     `classifier(x, sigma) -> log p(y | x)` (B, C), with `cfg`, `checkpoint` and `run_dir` set."""
     from .training.classifier_module import LitClassifier
 

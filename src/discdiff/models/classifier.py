@@ -1,9 +1,10 @@
 """Sequence classifiers for guidance and evaluation.
 
-`DiTClassifier`: a DiT encoder whose last hidden states (B, L, D) are pooled over positions and
-mapped to class log-probabilities by a linear head:
+`SequenceClassifier`: an encoder (a DiT or a DiMamba backbone, built without labels) whose last
+hidden states (B, L, D) are pooled over positions and mapped to class log-probabilities by a
+linear head:
 
-    h = DiT(x, sigma, return_hidden=True)[1]                     (B, L, D)
+    h = encoder(x, sigma, return_hidden=True)[1]                 (B, L, D)
     log p(y | x_t) = log_softmax(Linear(LayerNorm(pool(h))))       (B, C)
 
 time-conditioned for D-CBG (noisy x_t), or not (clean x0, evaluation). With causal=True it is a
@@ -21,9 +22,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .dit import MODEL_SIZES, DiT
+from .dimamba import DIMAMBA_SIZES, build_dimamba
+from .dit import MODEL_SIZES, build_backbone
 
 POOLINGS = ("mean", "max")
+#: classifier.model: a DiT size, or dimamba_<size> (a DiMamba encoder, for long DNA sequences)
+ENCODERS = (*MODEL_SIZES, *(f"dimamba_{size}" for size in DIMAMBA_SIZES))
+
+
+def build_encoder(name: str, vocab_size: int, length: int, **options) -> nn.Module:
+    """The unlabelled encoder `name` (one of ENCODERS); `options`: causal, time_conditioning, dropout."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown classifier encoder '{name}'; allowed: {', '.join(ENCODERS)}")
+    family, _, size = name.rpartition("_")
+    build = build_dimamba if family == "dimamba" else build_backbone
+    return build(size, vocab_size, length, num_classes=None, **options)
 
 
 class _SkipHead(nn.Module):
@@ -34,44 +47,32 @@ class _SkipHead(nn.Module):
         return None
 
 
-class DiTClassifier(nn.Module):
-    """p(y | x_t, sigma) over `num_classes` classes from a DiT encoder.
+class SequenceClassifier(nn.Module):
+    """p(y | x_t, sigma) over `num_classes` classes from an encoder.
 
     Args:
-        vocab_size, length: as for the DiT (the vocabulary includes the mask token, if any).
+        encoder: a backbone (`discdiff.models.DiT` or `DiMamba`) with `num_classes=None`; its
+            vocabulary head is dropped. Time-conditioned for D-CBG (noisy x_t), or not (clean x0,
+            evaluation); causal for a prefix classifier (FUDGE).
         num_classes: C.
-        size: a name in MODEL_SIZES or a dict with n_blocks, hidden_size, n_heads (cond_dim).
-        time_conditioning: condition on sigma (noisy classifiers); False ignores sigma
-            (a clean classifier trained on x0).
         pooling: "mean" (over all positions) or "max".
-        dropout: residual dropout in the DiT blocks.
-        causal: a prefix classifier (FUDGE): causal attention, one prediction per position.
     """
 
-    def __init__(self, vocab_size: int, length: int, num_classes: int, size="micro", *,
-                 time_conditioning: bool = True, pooling: str = "mean", dropout: float = 0.1,
-                 causal: bool = False):
+    def __init__(self, encoder: nn.Module, num_classes: int, *, pooling: str = "mean"):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling '{pooling}'; allowed: {', '.join(POOLINGS)}")
         if num_classes < 2:
             raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
-        if isinstance(size, str):
-            if size not in MODEL_SIZES:
-                raise ValueError(f"unknown classifier size '{size}'; allowed: {', '.join(MODEL_SIZES)}")
-            dims = dict(MODEL_SIZES[size])
-        else:
-            dims = dict(size)
-        self.vocab_size, self.length, self.num_classes = vocab_size, length, num_classes
-        self.pooling, self.time_conditioning, self.causal = pooling, time_conditioning, causal
-        self.encoder = DiT(vocab_size, length, dropout=dropout, causal=causal, num_classes=None,
-                           time_conditioning=time_conditioning, **dims)
+        self.vocab_size, self.length, self.num_classes = encoder.vocab_size, encoder.length, num_classes
+        self.pooling, self.causal = pooling, bool(encoder.causal)
+        self.encoder = encoder
         self.encoder.final = _SkipHead()
         self.norm = nn.LayerNorm(self.encoder.hidden_size)
         self.classify = nn.Linear(self.encoder.hidden_size, num_classes)
 
     @property
-    def backbone(self) -> DiT:
+    def backbone(self) -> nn.Module:
         return self.encoder
 
     @property
