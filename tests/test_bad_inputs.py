@@ -185,7 +185,7 @@ def test_data_files(tmp_path, quick_overrides, capsys):
     _refused([*common, f"run_dir={tmp_path / 'r1'}", f"data.path={no_smiles}"], capsys, "has no SMILES column")
     _refused([*common, f"run_dir={tmp_path / 'r2'}", f"data.path={one}"], capsys,
              "the training split of qm9 has 0 sequences, fewer than one batch of 32")
-    _refused([*common, f"run_dir={tmp_path / 'r3'}", f"data.path={tmp_path}"], capsys, "is a folder, not a file")
+    _refused([*common, f"run_dir={tmp_path / 'r3'}", f"data.path={tmp_path}"], capsys, "is a folder; qm9 reads a file there")
 
 
 def test_run_dir_that_is_a_file(tmp_path, quick_overrides, capsys):

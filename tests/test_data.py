@@ -170,15 +170,15 @@ def test_unknown_dataset_one_line_error():
 
 def test_declared_dataset_refuses_to_build():
     with pytest.raises(ValueError, match=r"^dataset 'cifar10' is registered but its loader is not implemented yet; "
-                                         r"implemented: qm9, lm1b, lm1b_wrap, text8, amazon_polarity, imdb$"):
+                                         r"implemented: qm9, lm1b, lm1b_wrap, text8, ten_species, amazon_polarity, imdb$"):
         build_datasets({"name": "cifar10"})
 
 
 @pytest.mark.parametrize("cfg, match", [
     ({"name": "qm9", "label_col": "logp"}, r"^data.label_col=logp is not a label of qm9; allowed: qed, ring_count$"),
-    ({"name": "qm9", "lenght": 32}, r"^unknown config key 'data.lenght'; allowed: bert_vocab, cache_dir"),
+    ({"name": "qm9", "lenght": 32}, r"^unknown config key 'data.lenght'; allowed: augment, bert_vocab, cache_dir"),
     ({"name": "lm1b", "source": "offline"}, r"^data.source=offline is not available for lm1b; allowed: auto, hub"),
-    ({"name": "qm9", "path": "/does/not/exist.csv"}, r"^data.path='/does/not/exist.csv': no such file$"),
+    ({"name": "qm9", "path": "/does/not/exist.csv"}, r"^data.path='/does/not/exist.csv': no such file or folder$"),
     ({"name": "qm9", "length": "abc"}, r"^data.length='abc' is not allowed; allowed: an integer >= 3 or null$"),
 ])
 def test_bad_config_one_line(cfg, match):

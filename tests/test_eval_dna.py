@@ -181,7 +181,7 @@ def test_species_metrics_reports_invalid_letters(species):
     ({0: ["ACGTACGT"]}, {0: ["ACGTACGT"] * 5}, None, "class 0: discriminator needs"),
     ({0: ["ACG"] * 5}, {0: ["ACGTACGT"] * 5}, None, "class 0: no valid 6-mer"),
     ({0: ["ACGTACGT"] * 5}, {0: ["ACGTACGT"] * 5}, {0: [0, 0]}, "class 0: 2 oracle predictions for 5"),
-    ({0: ["ACGTACGT"] * 5}, {0: ["ACGTACGT"] * 5}, {0: [0, 0, 0, 0, 7]}, "labels must lie in 0..0"),
+    ({0: ["ACGTACGT"] * 5}, {0: ["ACGTACGT"] * 5}, {0: [0, 0, 0, 0, -1]}, "labels must lie in 0..0"),
 ])
 def test_refusals_are_one_line(generated, real, predicted, message):
     with pytest.raises(ValueError, match=message) as info:

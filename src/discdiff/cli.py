@@ -1,4 +1,5 @@
-"""The `discdiff` command line: train, train-classifier, sample, prepare, export, eval ppl | qm9 | guidance, config.
+"""The `discdiff` command line: train, train-classifier, sample, prepare, export, eval ppl | qm9 | gen-ppl |
+species | guidance, config.
 
 Every command takes Hydra-style overrides (`key=value`, `group=option`); `discdiff config` prints
 the configuration they resolve to. Refused input ends with one line on stderr and exit code 2.
@@ -27,6 +28,9 @@ COMMANDS = {
                 "[eval.samples=path/to/samples.json]",
     "eval gen-ppl": "generative perplexity of text samples under a causal LM judge, unigram entropy and "
                     "n-gram diversity: discdiff eval gen-ppl run_dir=... eval.judge=gpt2-large [eval.samples=FILE]",
+    "eval species": "k-mer JS distances, discriminator AUROC and an evaluation classifier's accuracy / F1 / MCC "
+                    "of DNA samples per target species: discdiff eval species run_dir=... eval.classifier=ORACLE "
+                    "[eval.samples=FILE]",
     "eval guidance": "a guidance method over gammas and seeds, scored by the metrics of the model's domain: "
                      "table + Pareto plot: discdiff eval guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
     "eval qm9-guidance": "the earlier name of eval guidance (QM9 models)",
@@ -55,10 +59,10 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
-    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | gen-ppl | guidance)",
+    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | gen-ppl | species | guidance)",
                                    description="evaluate a trained model")
     kinds = evaluate.add_subparsers(dest="kind", metavar="kind")
-    for kind in ("ppl", "qm9", "gen-ppl", "guidance", "qm9-guidance"):
+    for kind in ("ppl", "qm9", "gen-ppl", "species", "guidance", "qm9-guidance"):
         sub = kinds.add_parser(kind, help=COMMANDS[f"eval {kind}"], description=COMMANDS[f"eval {kind}"])
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     return parser
@@ -116,8 +120,10 @@ def draw_samples(cfg, pipe, guidance=None) -> dict:
     out = pipe.sample(s.num_samples, s.steps, label=s.label, batch_size=s.batch_size, seed=cfg.seed,
                       progress=True, guidance=guidance, eps=s.eps, argmax=s.argmax, use_cache=s.use_cache,
                       float64=s.float64)
+    target = g.condition if g is not None else s.label
     return {"samples": pipe.decode(out.tokens), "token_ids": out.tokens.tolist(), "nfe": out.nfe,
-            "steps": s.steps, "label": s.label, "checkpoint": str(pipe.checkpoint),
+            "conditions": [target] * len(out.tokens), "steps": s.steps, "label": s.label,
+            "checkpoint": str(pipe.checkpoint),
             "guidance": None if g is None else OmegaConf.to_container(g)}
 
 
@@ -170,7 +176,7 @@ def cmd_eval_qm9(cfg) -> None:
 def cmd_eval_gen_ppl(cfg) -> None:
     """Fluency and diversity of a text model's samples under a causal LM judge (eval.judge)."""
     from .evaluation.domains import judge_path
-    from .evaluation.samples import load_samples
+    from .evaluation.samples import check_token_ids, read_record
     from .evaluation.text import evaluate_text_samples, load_judge
 
     out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
@@ -178,8 +184,9 @@ def cmd_eval_gen_ppl(cfg) -> None:
     if cfg.eval.samples is None:
         texts = draw_samples(cfg, pipe, guidance)["samples"]
     else:
-        texts = load_samples(cfg.eval.samples)
-        _check_sample_ids(cfg.eval.samples, texts, pipe)
+        record = read_record(cfg.eval.samples)
+        check_token_ids(cfg.eval.samples, record, pipe)
+        texts = record["samples"]
     judge = load_judge(judge_path(cfg.eval.judge), device=pipe.device)
     result = evaluate_text_samples(texts, judge, batch_size=cfg.eval.judge_batch_size)
     per_sample = result.pop("per_sample")
@@ -190,80 +197,124 @@ def cmd_eval_gen_ppl(cfg) -> None:
     print(f"wrote {out_dir / 'gen_ppl.json'} and gen_ppl_per_sample.json", file=sys.stderr)
 
 
-def _check_sample_ids(path, texts: list[str], pipe) -> None:
-    """Refuse a samples file whose token ids are not this model's: out of its vocabulary, or not
-    decoding to the file's texts with its tokenizer."""
-    import json as _json
-
-    ids = _json.loads(Path(path).read_text()).get("token_ids")
-    if ids is None:
-        return
-    vocab = pipe.tokenizer.vocab_size
-    if any(not 0 <= i < vocab for row in ids for i in row) or pipe.decode(ids) != texts:
-        raise ValueError(f"{path}: its token ids are not this model's ({pipe.tokenizer.kind} tokenizer, {vocab} "
-                         "tokens): samples of another model? give that model's run_dir")
-
-
 def cmd_eval_guidance(cfg) -> None:
     """`eval guidance` (and its older name `eval qm9-guidance`): one method over study.gammas x
-    study.seeds, scored by the metrics of the model's domain."""
+    study.seeds, toward guidance.condition or each class of study.conditions in turn, scored by the
+    metrics of the model's domain."""
     from .config import ConfigError
     from .evaluation import guidance_study as study
-    from .evaluation.domains import Samples, metrics_for
-    from .pipeline import load_classifier
+    from .evaluation.domains import metrics_for
 
-    g, s, st = cfg.get("guidance"), cfg.sampling, cfg.study
+    g, st = cfg.get("guidance"), cfg.study
     if g is None:
         raise ConfigError("eval guidance sweeps one guidance method: add guidance=cfg|cbg|nos|fudge|pplm")
     pipe = _pipeline(cfg)
-    options = _method_options(g)
-    classifier = g.get("classifier")
-    if isinstance(classifier, str):
-        classifier = load_classifier(classifier, device=pipe.device)
-    strategies = {float(gamma): pipe.guidance(g.name, float(gamma), g.condition, classifier=classifier, **options)
-                  for gamma in st.gammas}  # every setting is checked before anything is sampled
-    target = _evaluation_classifier(st.eval_classifier, pipe, g.condition)
-    metrics = metrics_for(pipe, cfg, target)
+    conditions = [int(c) for c in (st.conditions or [g.condition])]
+    classifier = _guidance_classifier(g, pipe)
+    strategies = {(float(gamma), c): pipe.guidance(g.name, float(gamma), c, classifier=classifier,
+                                                   **_method_options(g))
+                  for gamma in st.gammas for c in conditions}  # every setting is checked before anything is sampled
+    oracle = _oracle(st.eval_classifier, pipe, conditions)
+    metrics = metrics_for(pipe, cfg, oracle)
+    metrics.check_conditions(conditions)
 
-    def sample(gamma, seed) -> Samples:
-        out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, guidance=strategies[gamma],
-                          eps=s.eps, argmax=s.argmax, use_cache=s.use_cache, float64=s.float64)
-        return Samples(pipe.decode(out.tokens), out.tokens.cpu(), out.nfe, int(g.condition))
+    def sample(gamma, seed):
+        return _steered(pipe, cfg.sampling, conditions, seed, lambda c: {"guidance": strategies[gamma, c]})
 
     out_dir = Path(st.output_dir or Path(cfg.run_dir) / "guidance_study")
-    info = {"condition": int(g.condition), "steps": int(s.steps), "settings": json.dumps(dict(options))}
+    info = {"condition": conditions[0] if len(conditions) == 1 else " ".join(map(str, conditions)),
+            "steps": int(cfg.sampling.steps), "settings": json.dumps(_method_options(g))}
     rows = study.sweep(sample, gammas=st.gammas, seeds=st.seeds, metrics=metrics, out_dir=out_dir,
-                       model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info, target=target,
+                       model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info, oracle=oracle,
                        progress=lambda line: print(line, file=sys.stderr))
     table = study.merge(out_dir, rows, metrics.reference())
     study.pareto_plot(table, out_dir / "guidance_pareto.png", metrics)
-    columns = ("gamma", "seed", "num_samples", *metrics.shown, *(("target_accuracy",) if target is not None else ()))
-    print(",".join(columns))
-    for row in rows:
-        print(",".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    columns = ("gamma", "seed", "num_samples", *metrics.shown, *(("target_accuracy",) if oracle is not None else ()))
+    _print_rows(rows, columns)
     print(f"wrote {out_dir / 'guidance.csv'} and {out_dir / 'guidance_pareto.png'}", file=sys.stderr)
 
 
-def _evaluation_classifier(path, pipe, condition: int):
-    """None, or `target(samples) -> float`: the share of samples an evaluation classifier assigns to
-    `condition` (study.eval_classifier: a discdiff clean classifier reading token ids, or a
-    HuggingFace sequence-classification folder reading the decoded samples)."""
+def cmd_eval_species(cfg) -> None:
+    """DNA metrics per target species (paper Sec. 5.2): k-mer JS distances and discriminator AUROC
+    against the real validation windows of the species, and an evaluation classifier's verdicts."""
+    from .data.dna import check_species, real_windows
+    from .evaluation.domains import by_class
+    from .evaluation.dna import species_metrics
+    from .evaluation.samples import load_steered, steered_record
+    from .evaluation.tables import write_metrics
+
+    out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
+    pipe = _pipeline(cfg)
+    real = real_windows(pipe.cfg.data)
+    if cfg.eval.samples is None:
+        classes = [int(c) for c in (cfg.study.conditions or sorted(real))]
+        check_species(classes, real, pipe.cfg.data)
+        samples = _steered(pipe, cfg.sampling, classes, cfg.seed, _toward(cfg, pipe))
+        write_json(out_dir / "species_samples.json", steered_record(samples, checkpoint=str(pipe.checkpoint)))
+    else:
+        samples = load_steered(cfg.eval.samples, pipe)
+        check_species(sorted(set(samples.conditions.tolist())), real, pipe.cfg.data)
+    oracle = _oracle(cfg.eval.classifier, pipe, samples.conditions.unique().tolist())
+    if oracle is not None:
+        samples.predicted = oracle.predict(samples.tokens, samples.texts)
+    generated, predicted = by_class(samples)
+    rows = species_metrics(generated, real, predicted)
+    write_metrics(rows, out_dir, "species")
+    _print_rows(rows, list(dict.fromkeys(k for row in rows for k in row)))
+    print(f"wrote {out_dir / 'species.csv'} and species.json", file=sys.stderr)
+
+
+def _toward(cfg, pipe):
+    """class -> the sampler's options steering toward it: the guidance group's method at its gamma,
+    else the class as the label of a conditional model."""
+    g = cfg.get("guidance")
+    if g is None:
+        return lambda c: {"label": c}
+    classifier = _guidance_classifier(g, pipe)
+    return lambda c: {"guidance": pipe.guidance(g.name, g.gamma, c, classifier=classifier, **_method_options(g))}
+
+
+def _steered(pipe, s, classes: list[int], seed: int, toward):
+    """s.num_samples samples toward each of `classes` in turn (`toward(c)`: the sampler's options)."""
     import torch
 
+    from .evaluation.domains import Samples
+
+    tokens, nfe = [], 0
+    for c in classes:
+        out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, eps=s.eps, argmax=s.argmax,
+                          use_cache=s.use_cache, float64=s.float64, **toward(c))
+        tokens.append(out.tokens.cpu())
+        nfe = out.nfe
+    tokens = torch.cat(tokens)
+    return Samples(pipe.decode(tokens), tokens, nfe, torch.tensor(classes).repeat_interleave(s.num_samples))
+
+
+def _guidance_classifier(g, pipe):
+    """The guidance group's classifier, loaded once (a run folder or .ckpt), or None."""
     from .pipeline import load_classifier
+
+    classifier = g.get("classifier")
+    return load_classifier(classifier, device=pipe.device) if isinstance(classifier, str) else classifier
+
+
+def _oracle(path, pipe, classes: list[int]):
+    """The evaluation classifier at `path` (None when not set), checked against the target classes."""
+    from .evaluation.oracle import check_classes, load_oracle
 
     if path is None:
         return None
-    classifier = load_classifier(path, device=pipe.device)
-    pipe.check_classifier(classifier, condition, "clean")
+    oracle = load_oracle(path, pipe)
+    check_classes(oracle, classes)
+    print(f"evaluation classifier: {oracle.source}", file=sys.stderr)
+    return oracle
 
-    @torch.no_grad()
-    def target(samples) -> float:
-        tokens = samples.tokens.to(pipe.device)
-        predicted = torch.cat([classifier(chunk, None).argmax(-1) for chunk in tokens.split(512)])
-        return float((predicted == condition).float().mean())
 
-    return target
+def _print_rows(rows: list[dict], columns) -> None:
+    print(",".join(columns))
+    for row in rows:
+        cells = (row.get(c, "") for c in columns)
+        print(",".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
 
 
 def cmd_prepare(cfg) -> None:
@@ -316,7 +367,7 @@ def cmd_config(cfg) -> None:
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
             "export": cmd_export, "prepare": cmd_prepare,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval guidance": cmd_eval_guidance,
-            "eval gen-ppl": cmd_eval_gen_ppl,
+            "eval gen-ppl": cmd_eval_gen_ppl, "eval species": cmd_eval_species,
             "eval qm9-guidance": cmd_eval_guidance}
 
 

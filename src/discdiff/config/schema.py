@@ -23,7 +23,7 @@ from ..models import MODEL_SIZES
 from ..models.dimamba import DIMAMBA_SIZES
 from ..models.dit import CONDITIONINGS
 from ..models.unet import UNET_SIZES
-from ..models.classifier import POOLINGS
+from ..models.classifier import ENCODERS, POOLINGS
 from ..training.lr import LR_SCHEDULES
 from ..validation import (
     ExistingFile,
@@ -272,7 +272,8 @@ class ClassifierSection(Section):
                                                         "on a frozen generator's hidden states (NOS, PPLM)")
     generator: Optional[ExistingPath] = Field(description="kind=head: the generator's run folder or .ckpt (its "
                                                           "EMA weights are used)")
-    model: SizeName = Field(description="DiT size of the encoder (not for kind=head)")
+    model: Literal[ENCODERS] = Field(description="the encoder (not for kind=head): a DiT size, or dimamba_<size> "
+                                                 "(a DiMamba, for long DNA sequences)")
     pooling: Literal[POOLINGS] = Field(description="pooling of the last hidden states over positions (noisy, clean)")
     dropout: Probability = Field(description="residual dropout of the encoder")
 
@@ -357,7 +358,12 @@ class Eval(Section):
     include_padding: bool = Field(description="count padding positions in eval ppl and the validation metrics "
                                               "(the paper leaves them out)")
     max_batches: Optional[PositiveInt] = Field(description="limit eval ppl to this many validation batches")
-    samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl: a samples JSON; null = sample now")
+    samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl / species: a samples JSON; null = sample "
+                                                        "now (species: toward each class of study.conditions, "
+                                                        "null = every species)")
+    classifier: Optional[HubSource] = Field(description="eval species: the evaluation classifier (a clean "
+                                                        "classifier's run folder or a HuggingFace sequence-"
+                                                        "classification model); null = k-mer metrics only")
     judge: str = Field(description="eval gen-ppl and the text study: the causal LM judging fluency: a HuggingFace "
                                    "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline)")
     judge_batch_size: PositiveInt = Field(description="samples per batch of the judge")
@@ -368,9 +374,13 @@ class Study(Section):
     gammas: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="guidance strengths of the sweep")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(description="sampling seeds of the sweep")
     name: Optional[str] = Field(description="the model's name in the table and plot; null = the run folder's name")
-    eval_classifier: Optional[ExistingPath] = Field(description="an evaluation classifier (a clean classifier's run "
-                                                                "folder): adds target_accuracy, the share of "
-                                                                "samples it assigns to guidance.condition")
+    eval_classifier: Optional[HubSource] = Field(description="an evaluation classifier: a clean classifier's run "
+                                                             "folder, or a HuggingFace sequence-classification "
+                                                             "model (folder or hub id); adds target_accuracy, the "
+                                                             "share of samples it assigns to their target class")
+    conditions: Optional[list[NonNegativeInt]] = Field(description="classes to steer toward, each in turn with "
+                                                                   "sampling.num_samples samples (one row per "
+                                                                   "setting); null = [guidance.condition]")
     property: str = Field(description="QM9: the property of the Pareto plot's y axis (qed or ring_count)")
     output_dir: Optional[str] = Field(description="null = run_dir/guidance_study (rows of other runs are kept)")
 

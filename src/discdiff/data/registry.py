@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from discdiff.validation import ExistingFile, ExistingFolder, first_problem
+from discdiff.validation import ExistingFile, ExistingFolder, ExistingPath, first_problem
 
 SOURCES = ("auto", "offline", "hub", "fixture")
 FIXTURES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
@@ -45,12 +45,14 @@ class DatasetSpec:
         domain: what the data is ("molecules", "text", "dna", "images"): picks the metrics of
             the guidance study (`discdiff.evaluation.domains`).
         image_shape: (C, H, W) of image datasets (the token order is C, H, W).
+        augmentations: label-preserving transforms `data.augment` may name (`discdiff.data.augment`).
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
         offline_source: where the data comes from on registry-only machines.
         fixture: committed test file, relative to ``tests/fixtures``.
         loader: module implementing ``load_splits``; None = registered, not implemented.
         sources: values of ``source`` this dataset accepts.
+        path_kind: what ``data.path`` must be, "file" or "folder".
     """
 
     name: str
@@ -62,12 +64,14 @@ class DatasetSpec:
     num_classes: int = 2
     domain: str = "text"
     image_shape: Optional[tuple[int, int, int]] = None
+    augmentations: tuple[str, ...] = ()
     hub_id: Optional[str] = None
     url: Optional[str] = None
     offline_source: Optional[str] = None
     fixture: Optional[str] = None
     loader: Optional[str] = None
     sources: tuple[str, ...] = SOURCES
+    path_kind: str = "file"
 
     @property
     def fixture_path(self) -> Path:
@@ -147,8 +151,12 @@ REGISTRY: dict[str, DatasetSpec] = {
             offline_source="enwiki sample in the PyPI gensim==4.4.0 wheel, cleaned the text8 way",
             fixture="text8/text8_sample.txt", loader="discdiff.data.text8",
         ),
-        DatasetSpec("species10", "dna", 32768, layout="pad", label_columns=("species",), num_classes=10, domain="dna",
-                    hub_id="yairschiff/ten_species"),
+        DatasetSpec(
+            "ten_species", "dna", 32768, layout="pad", cached=True, label_columns=("species",), num_classes=10,
+            domain="dna", hub_id="yairschiff/ten_species", loader="discdiff.data.dna",
+            offline_source="complete bacterial genomes of Debian's ragout-examples (4 species, 16 strains)",
+            fixture="dna/README.md", augmentations=("reverse_complement",), path_kind="folder",
+        ),
         DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), num_classes=10, domain="images",
                     image_shape=(3, 32, 32), hub_id="cifar10"),
         DatasetSpec(
@@ -189,7 +197,8 @@ class DataConfig:
         90.0, description="binary labels: 1 above this percentile of label_col")
     source: Literal[SOURCES] = Field("auto", description="auto | offline (package registries) | hub | fixture "
                                                          "(the committed test file)")
-    path: Optional[ExistingFile] = Field(None, description="a local copy of the data (the hub's schema)")
+    path: Optional[ExistingPath] = Field(None, description="a local copy of the data: a file with the hub's schema, or "
+                                                           "a folder of <species>/<strain>.fasta[.gz] (ten_species)")
     cache_dir: Optional[str] = Field(None, description="processed-data cache; null = $DISCDIFF_CACHE or "
                                                        "~/.cache/discdiff")
     split_seed: Annotated[int, Field(ge=0)] = Field(1, description="seed of the train / validation split")
@@ -199,6 +208,8 @@ class DataConfig:
                                                                     "dataset's")
     bert_vocab: Optional[ExistingFile] = Field(None, description="bert-base-uncased vocab.txt (lm1b); null = "
                                                                  "$DISCDIFF_BERT_VOCAB, the PyPI copy or the hub")
+    augment: Optional[str] = Field(None, description="a label-preserving transform of training batches: "
+                                                     "reverse_complement (DNA), hflip (images); null = none")
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "DataConfig") -> "DataConfig":
@@ -219,6 +230,12 @@ class DataConfig:
         if self.path is not None and self.source != "auto":
             raise ValueError(f"give either data.path or data.source, not both (path={self.path}, "
                              f"source={self.source})")
+        if self.path is not None and (is_dir := Path(self.path).expanduser().is_dir()) != (spec.path_kind == "folder"):
+            raise ValueError(f"data.path={self.path} is a {'folder' if is_dir else 'file'}; {self.name} reads a "
+                             f"{spec.path_kind} there")
+        if self.augment is not None and self.augment not in spec.augmentations:
+            allowed = ", ".join(spec.augmentations) or "null (none for this dataset)"
+            raise ValueError(f"data.augment={self.augment} does not apply to {self.name}; allowed: {allowed}")
         if self.label_col is not None and self.label_col not in spec.label_columns:
             allowed = ", ".join(spec.label_columns) or "null (this dataset has no labels)"
             raise ValueError(f"data.label_col={self.label_col} is not a label of {self.name}; allowed: {allowed}")

@@ -166,6 +166,21 @@ class CharTokenizer(VocabTokenizer):
         return [self.encode_array(t) for t in texts]
 
 
+class DNATokenizer(CharTokenizer):
+    """One token per nucleotide: special tokens, then A, C, G, T, N (other IUPAC codes are read as N)."""
+
+    kind = "dna"
+    ALPHABET = "ACGTN"
+
+    def __init__(self, vocab: Sequence[str] | None = None):
+        super().__init__(vocab if vocab is not None else list(SPECIAL_TOKENS) + list(self.ALPHABET))
+
+    def complement_ids(self) -> list[int]:
+        """id -> the id of its complement (A<->T, C<->G; N and special tokens map to themselves)."""
+        pairs = {"A": "T", "T": "A", "C": "G", "G": "C"}
+        return [self.token_to_id.get(pairs.get(tok, tok), i) for i, tok in enumerate(self.vocab)]
+
+
 def find_bert_vocab(vocab_file: str | os.PathLike | None = None) -> tuple[Path | None, list[str]]:
     """Locate a local bert-base-uncased ``vocab.txt``.
 
@@ -282,7 +297,7 @@ def _digest(kind: str, vocab: Sequence[str]) -> str:
 
 
 Tokenizer = VocabTokenizer | BertTokenizer
-_KINDS = {"smiles": SmilesTokenizer, "char": CharTokenizer, "bert": BertTokenizer}
+_KINDS = {"smiles": SmilesTokenizer, "char": CharTokenizer, "dna": DNATokenizer, "bert": BertTokenizer}
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:

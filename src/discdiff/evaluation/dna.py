@@ -216,7 +216,8 @@ def species_metrics(generated: dict[int, list[str]], real: dict[int, list[str]],
     js_3mer / js_6mer / auroc weighted by each class's share of the generated samples and, with
     predictions, ``classification_metrics`` over all generated samples (true label = the class
     they were generated for) as oracle_accuracy, oracle_f1_macro, oracle_mcc; num_classes is one
-    more than the largest class index in ``generated`` or ``real``. (The weighted mean of
+    more than the largest class index in ``generated``, ``real`` or the predictions (an oracle may
+    know more classes than were generated). (The weighted mean of
     oracle_hit_rate is oracle_accuracy, so the "all" row has no oracle_hit_rate.)
 
     Refused with a one-line ValueError naming the class: no generated or no real sequences, no
@@ -234,7 +235,7 @@ def species_metrics(generated: dict[int, list[str]], real: dict[int, list[str]],
     if predicted is not None:
         true = [c for c in classes for _ in generated[c]]
         pred = [label for c in classes for label in predicted[c]]
-        num_classes = max(max(generated), max(real)) + 1
+        num_classes = max(max(generated), max(real), max(pred)) + 1
         scores = classification_metrics(true, pred, num_classes)
         summary.update({f"oracle_{name}": value for name, value in scores.items()})
     return rows + [summary]

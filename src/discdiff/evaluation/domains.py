@@ -6,8 +6,9 @@ molecules, text, DNA or images: the dataset registry gives each dataset a `domai
 maps it to its metrics — adding a domain is one class registered here.
 
 Every domain also gets `target_accuracy` when the study has an evaluation classifier
-(`study.eval_classifier`: a discdiff clean classifier, or a HuggingFace sequence-classification
-model folder that reads the decoded samples): the share of samples it assigns to the target class.
+(`study.eval_classifier`, an `evaluation.oracle`: a discdiff clean classifier, or a HuggingFace
+sequence-classification model that reads the decoded samples): the share of samples it assigns to
+their target class.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import torch
 
 @dataclass
 class Samples:
-    """One setting's samples: decoded `texts`, token ids (N, L), the network calls per sample and
-    the class they were steered toward."""
+    """One setting's samples: decoded `texts`, token ids (N, L), the network calls per sample, the
+    class each was steered toward (N,) and, when the study has an evaluation classifier, the class
+    it predicts for each (N,)."""
 
     texts: list[str]
     tokens: torch.Tensor
     nfe: int
-    condition: int
+    conditions: torch.Tensor
+    predicted: Optional[torch.Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class DomainMetrics(ABC):
         """The table's reference row (the data's own statistics), if the domain has one."""
         return None
 
+    def check_conditions(self, conditions: list[int]) -> None:
+        """Refuse target classes this domain cannot score (before anything is sampled)."""
+
     @property
     def shown(self) -> tuple[str, ...]:
         """The columns printed after a sweep (besides gamma, seed, num_samples)."""
@@ -60,6 +66,16 @@ class DomainMetrics(ABC):
     def summary(self, row: dict) -> str:
         """The progress line of one setting."""
         return f"{self.x.column} {_fmt(row.get(self.x.column))}, {self.y.column} {_fmt(row.get(self.y.column))}"
+
+
+def by_class(samples: Samples) -> tuple[dict[int, list[str]], Optional[dict[int, list[int]]]]:
+    """({target class: its samples' texts}, {target class: the classes predicted for them} or None)."""
+    generated, predicted = {}, {}
+    for k, c in enumerate(samples.conditions.tolist()):
+        generated.setdefault(c, []).append(samples.texts[k])
+        if samples.predicted is not None:
+            predicted.setdefault(c, []).append(int(samples.predicted[k]))
+    return generated, (predicted if samples.predicted is not None else None)
 
 
 def _fmt(value) -> str:
@@ -147,8 +163,47 @@ def judge_path(judge: str) -> str:
     return str(offline_judge_path()) if judge == "smollm2" else judge
 
 
+class DNAMetrics(DomainMetrics):
+    """DNA (paper Sec. 5.2, Species10): against the real validation windows of each target species,
+    the 3-mer and 6-mer Jensen-Shannon distances and the real-vs-generated discriminator AUROC
+    (weighted by each species' share of the samples), and the evaluation classifier's accuracy,
+    macro F1 and MCC with the target species as truth (`evaluation.dna.species_metrics`). The plot
+    puts the 6-mer distance against the oracle's macro F1: the paper's trade-off of guidance."""
+
+    title = "Species guidance"
+    x = Axis("js_6mer", "6-mer JS distance to real windows of the target species")
+    y = Axis("oracle_f1_macro", "macro F1 of the evaluation classifier (target species as truth)")
+
+    def __init__(self, pipe, cfg, classifier=None):
+        from ..config import ConfigError
+        from ..data.dna import real_windows
+
+        if classifier is None:
+            raise ConfigError("the species study scores the target species with an evaluation classifier: set "
+                              "study.eval_classifier=RUN_DIR (train-classifier classifier.kind=clean) or a "
+                              "HuggingFace sequence-classification model")
+        self.real, self.data_cfg = real_windows(pipe.cfg.data), pipe.cfg.data
+
+    def check_conditions(self, conditions: list[int]) -> None:
+        from ..data.dna import check_species
+
+        check_species(conditions, self.real, self.data_cfg)
+
+    def score(self, samples: Samples) -> dict:
+        from .dna import species_metrics
+
+        generated, predicted = by_class(samples)
+        summary = species_metrics(generated, self.real, predicted)[-1]
+        return {k: v for k, v in summary.items() if k != "class"}
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return "js_3mer", "js_6mer", "auroc", "oracle_f1_macro", "oracle_mcc"
+
+
 #: domain (DatasetSpec.domain) -> its metrics class, built as cls(pipeline, config, eval classifier)
-DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics, "text": TextMetrics}
+DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics, "text": TextMetrics,
+                                                    "dna": DNAMetrics}
 
 
 def metrics_for(pipe, cfg, classifier=None) -> DomainMetrics:

@@ -8,9 +8,10 @@ row per model, method, gamma and seed), `samples/<model>_<method>_g<gamma>_s<see
 `guidance_pareto.png`. Running another method or model into the same folder adds its rows (a
 setting run again replaces its row), so the table and the plot grow into the whole study.
 
-Row columns: model, method, gamma, condition, seed, steps, num_samples, nfe, sampling_seconds, the
-domain's scores, `target_accuracy` when the study has an evaluation classifier, and `settings`,
-the method's other options as JSON.
+Row columns: model, method, gamma, condition (the target class, or the classes steered toward in
+turn, space-separated), seed, steps, num_samples, nfe, sampling_seconds, the domain's scores,
+`target_accuracy` when the study has an evaluation classifier, and `settings`, the method's other
+options as JSON.
 """
 
 from __future__ import annotations
@@ -24,20 +25,20 @@ from typing import Callable, Iterable, Optional
 
 from ..files import atomic_path, write_json
 from .domains import DomainMetrics, Samples
+from .oracle import Oracle
 from .tables import write_metrics
 
 TABLE = "guidance"
-KEY = ("model", "method", "gamma", "seed")
+KEY = ("model", "method", "gamma", "condition", "seed")
 LEADING = ("model", "method", "gamma", "condition", "seed", "steps", "num_samples", "nfe", "sampling_seconds")
 
 
 def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], seeds: Iterable[int],
           metrics: DomainMetrics, out_dir: Path, model: str, method: str, info: dict,
-          target: Optional[Callable[[Samples], float]] = None,
-          progress: Callable[[str], None] = print) -> list[dict]:
+          oracle: Optional[Oracle] = None, progress: Callable[[str], None] = print) -> list[dict]:
     """Rows for every (seed, gamma): `sample(gamma, seed)` draws the setting's samples (written to
-    out_dir/samples/ as soon as they are drawn), `metrics` scores them and `target`, when given,
-    adds target_accuracy."""
+    out_dir/samples/ as soon as they are drawn), the `oracle`, when given, predicts their classes
+    (target_accuracy: the share predicted as their target) and `metrics` scores them."""
     rows = []
     for seed in seeds:
         for gamma in gammas:
@@ -46,11 +47,14 @@ def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], s
             seconds = time.perf_counter() - start
             name = f"{model}_{method}_g{gamma:g}_s{seed}"
             write_json(out_dir / "samples" / f"{name}.json",
-                       {"samples": samples.texts, "token_ids": samples.tokens.tolist(), "gamma": gamma, "seed": seed,
-                        "method": method, "model": model, **info})
+                       {"samples": samples.texts, "token_ids": samples.tokens.tolist(),
+                        "conditions": samples.conditions.tolist(), "gamma": gamma, "seed": seed, "method": method,
+                        "model": model, **info})
+            if oracle is not None:
+                samples.predicted = oracle.predict(samples.tokens, samples.texts)
             scores = metrics.score(samples)
-            if target is not None:
-                scores["target_accuracy"] = target(samples)
+            if samples.predicted is not None:
+                scores["target_accuracy"] = float((samples.predicted == samples.conditions).float().mean())
             row = {"model": model, "method": method, "gamma": float(gamma), "seed": int(seed), "nfe": samples.nfe,
                    "sampling_seconds": round(seconds, 2), "num_samples": len(samples.texts), **info, **scores}
             rows.append(row)

@@ -61,6 +61,7 @@ class LitClassifier(ResumableModule):
 
     def training_step(self, batch, batch_idx):
         self.reseed()
+        batch = self.augmented(batch)
         log_p, ce = self.scores(batch)
         self.advance()
         loss = ce.mean()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import default_config
 from ..factory import build_language_model
+from ..data.augment import build_augment
 from .ema import EMA
 from .lr import lr_lambda
 
@@ -37,6 +38,7 @@ class ResumableModule(L.LightningModule):
         self.epoch_batches = 0  # micro-batches seen in the current epoch
         self.resume_skip = 0
         self.planned_steps = None  # trainer.max_minutes: the optimizer steps the run was sized to
+        self.augment = build_augment(self.cfg.data)
 
     def reseed(self) -> None:
         """Seed the global RNG of this process's device from (seed, micro-batch index, rank) before a
@@ -51,6 +53,10 @@ class ResumableModule(L.LightningModule):
         """Whether Lightning writes step metrics after this optimizer step (it keeps only the last
         value between writes, so the many per-term metrics are logged on these steps alone)."""
         return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0
+
+    def augmented(self, batch: dict) -> dict:
+        """The training batch after data.augment (call after `reseed`)."""
+        return batch if self.augment is None else self.augment(batch)
 
     def advance(self) -> None:
         """Count one training micro-batch (after it ran)."""
@@ -149,6 +155,7 @@ class LitLanguageModel(ResumableModule):
     # ----- training -----------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         self.reseed()
+        batch = self.augmented(batch)
         out = self.lm.loss(batch, self.condition(batch, training=True))
         self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
