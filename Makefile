@@ -14,12 +14,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 
+# clean-fid (the Inception-v3 of FID / IS, eval images) goes in without its dependencies: its metadata
+# asks for torchvision, which would pull another torch build, and its TorchScript path never imports it.
+CLEANFID ?= clean-fid==0.1.35
+
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(CLEANFID)
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[qm9]'
+	$(PY) -m pip install -q --no-deps $(CLEANFID)
 	touch $@
 
 install: $(VENV)/.installed-demo

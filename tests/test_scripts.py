@@ -19,6 +19,9 @@ CASES = [
     ("train_classifier_species10.sh", {"KIND": "head"}),
     ("guidance_qm9.sh", {"GUIDANCE": "cbg"}), ("guidance_amazon_polarity.sh", {}),
     ("guidance_species10.sh", {"SOURCE": "offline"}), ("guidance_species10.sh", {"MODEL": "ar", "GUIDANCE": "fudge"}),
+    ("train_cifar10.sh", {"MODEL": "mdlm"}), ("train_cifar10.sh", {}), ("train_classifier_cifar10.sh", {}),
+    ("train_classifier_cifar10.sh", {"KIND": "noisy", "MODEL": "mdlm"}), ("guidance_cifar10.sh", {}),
+    ("guidance_cifar10.sh", {"GUIDANCE": "cbg", "MODEL": "mdlm", "INCEPTION": "false"}),
 ]
 
 
@@ -40,7 +43,7 @@ def test_every_script_is_covered():
 def test_script_composes(script, env, stand_in, tmp_path):
     runs = tmp_path / "runs"  # the classifier and generator folders the scripts point at must exist
     for name in ("species10-udlm", "species10-ar", "qm9-udlm-qed-noisy-clf", "species10-ar-prefix-clf",
-                 "species10-clean-clf", "amazon_polarity-clean-clf"):
+                 "species10-clean-clf", "amazon_polarity-clean-clf", "cifar10-clean-clf", "cifar10-mdlm-noisy-clf"):
         (runs / name).mkdir(parents=True)
     result = subprocess.run(["bash", str(SCRIPTS / script)], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "DISCDIFF": str(stand_in), **env}, timeout=120)

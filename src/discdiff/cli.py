@@ -1,5 +1,5 @@
 """The `discdiff` command line: train, train-classifier, sample, prepare, export, eval ppl | qm9 | gen-ppl |
-species | guidance, config.
+species | images | guidance, config.
 
 Every command takes Hydra-style overrides (`key=value`, `group=option`); `discdiff config` prints
 the configuration they resolve to. Refused input ends with one line on stderr and exit code 2.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import warnings
 import math
 import os
 import sys
@@ -31,6 +32,9 @@ COMMANDS = {
     "eval species": "k-mer JS distances, discriminator AUROC and an evaluation classifier's accuracy / F1 / MCC "
                     "of DNA samples per target species: discdiff eval species run_dir=... eval.classifier=ORACLE "
                     "[eval.samples=FILE]",
+    "eval images": "FID / IS (Inception-v3), fid_clf and an evaluation classifier's accuracy / F1 of image samples "
+                   "per target class, with PNG grids: discdiff eval images run_dir=... eval.classifier=ORACLE "
+                   "[eval.inception=false] [eval.samples=FILE]",
     "eval guidance": "a guidance method over gammas and seeds, scored by the metrics of the model's domain: "
                      "table + Pareto plot: discdiff eval guidance run_dir=... guidance=cfg study.gammas=[0,1,2,3]",
     "eval qm9-guidance": "the earlier name of eval guidance (QM9 models)",
@@ -59,10 +63,11 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
-    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | gen-ppl | species | guidance)",
+    evaluate = commands.add_parser("eval", help="evaluate a trained model (ppl | qm9 | gen-ppl | species | images | "
+                                                "guidance)",
                                    description="evaluate a trained model")
     kinds = evaluate.add_subparsers(dest="kind", metavar="kind")
-    for kind in ("ppl", "qm9", "gen-ppl", "species", "guidance", "qm9-guidance"):
+    for kind in ("ppl", "qm9", "gen-ppl", "species", "images", "guidance", "qm9-guidance"):
         sub = kinds.add_parser(kind, help=COMMANDS[f"eval {kind}"], description=COMMANDS[f"eval {kind}"])
         sub.add_argument("overrides", nargs="*", help="key=value overrides")
     return parser
@@ -264,6 +269,41 @@ def cmd_eval_species(cfg) -> None:
     print(f"wrote {out_dir / 'species.csv'} and species.json", file=sys.stderr)
 
 
+def cmd_eval_images(cfg) -> None:
+    """Image metrics per target class (paper Sec. 5.4) against the real test images: fid_clf and the
+    evaluation classifier's verdicts (eval.classifier), FID / IS with Inception-v3 (eval.inception),
+    and PNG grids, all in run_dir/eval."""
+    from .data.images import check_classes
+    from .evaluation import image_eval as ie
+    from .evaluation.tables import write_metrics
+
+    out_dir = Path(cfg.eval.output_dir or Path(cfg.run_dir) / "eval")
+    pipe = _pipeline(cfg)
+    spec = ie.image_spec(pipe.cfg.data)
+    samples = None if cfg.eval.samples is None else ie.load_image_samples(cfg.eval.samples, pipe)
+    if samples is None:
+        steerable = pipe.lm.num_classes is not None or cfg.get("guidance") is not None
+        classes = ie.target_classes(cfg.study.conditions, steerable, spec.num_classes)
+    else:
+        classes = [] if samples.conditions is None else sorted(set(samples.conditions.tolist()))
+    check_classes(classes, spec)  # everything is checked before anything is sampled
+    inception = ie.InceptionScorer(ie.inception_dir(cfg), pipe.device) if cfg.eval.inception else None
+    oracle = _oracle(cfg.eval.classifier, pipe, classes)
+    if samples is None:
+        samples = (_steered(pipe, cfg.sampling, classes, cfg.seed, _toward(cfg, pipe)) if classes else
+                   ie.unguided(pipe, cfg.sampling, cfg.seed))
+        write_json(out_dir / "image_samples.json", ie.image_record(samples, checkpoint=str(pipe.checkpoint)))
+    features = None if oracle is None else ie.classifier_features(oracle)
+    if oracle is not None:
+        samples.predicted = oracle.predict(samples.tokens, samples.texts)
+    reference = ie.image_reference(pipe.cfg.data)
+    rows = ie.image_rows(samples, reference, spec, features=features, inception=inception)
+    grids = ie.save_grids(samples, reference, out_dir)
+    write_metrics(rows, out_dir, "images")
+    _print_rows(rows, list(dict.fromkeys(k for row in rows for k in row)))
+    print(f"wrote {out_dir / 'images.csv'}, images.json and {', '.join(g.name for g in grids)}", file=sys.stderr)
+
+
 def _toward(cfg, pipe):
     """class -> the sampler's options steering toward it: the guidance group's method at its gamma,
     else the class as the label of a conditional model."""
@@ -367,7 +407,7 @@ def cmd_config(cfg) -> None:
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
             "export": cmd_export, "prepare": cmd_prepare,
             "eval ppl": cmd_eval_ppl, "eval qm9": cmd_eval_qm9, "eval guidance": cmd_eval_guidance,
-            "eval gen-ppl": cmd_eval_gen_ppl, "eval species": cmd_eval_species,
+            "eval gen-ppl": cmd_eval_gen_ppl, "eval species": cmd_eval_species, "eval images": cmd_eval_images,
             "eval qm9-guidance": cmd_eval_guidance}
 
 
@@ -385,6 +425,20 @@ def _show_notes() -> None:
         notes.propagate = False
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's advertisement of its cloud logger, printed at every start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _quiet_lightning() -> None:
+    """Keep the job log to what a user acts on: no cloud-logger tip, and no deprecation warning
+    that Lightning's own pytree helper raises under newer torch (nothing a user can change)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def _yielding_threads() -> None:
     """Let torch's OpenMP threads yield a core another program needs. libgomp's waiting threads
     spin 300,000 times at every barrier by default; with one of two cores busy elsewhere that made
@@ -397,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _yielding_threads()
     _show_notes()
+    _quiet_lightning()
     parser = _parser(key_reference=argv[:1] == ["config"] and bool({"-h", "--help"} & set(argv)))
     args = parser.parse_args(argv)
     if args.command is None or (args.command == "eval" and args.kind is None):

@@ -9,7 +9,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from . import objectives
-from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process
+from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process, data_vocab_size, model_vocab_size
 from .models import HiddenStateClassifier, SequenceClassifier, build_backbone, build_encoder
 from .models.dimamba import DIMAMBA_SIZES, build_dimamba
 from .schedules import get_schedule
@@ -108,6 +108,15 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
 CLASSIFIER_KINDS = ("noisy", "clean", "prefix", "head")
 
 
+def classifier_vocab_size(cfg: DictConfig, tokenizer) -> int:
+    """Ids a classifier of `classifier.kind` reads: a noisy one the x_t of the generator's process
+    (`model_vocab_size`), the others clean data (`data_vocab_size`; one clean classifier serves
+    MDLM and UDLM samples of images alike)."""
+    if cfg.classifier.kind == "noisy":
+        return model_vocab_size(cfg.diffusion, tokenizer)
+    return data_vocab_size(tokenizer)
+
+
 def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageModel] = None):
     """(classifier, corrupt) for `discdiff train-classifier`: the network of `classifier.kind`, and
     `corrupt(x0) -> (x, sigma)`, the input it is trained on (see training.classifier_module)."""
@@ -118,9 +127,11 @@ def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageM
         if generator is None:
             raise ValueError("classifier.kind=head needs classifier.generator=RUN_DIR (a trained generator)")
         return HiddenStateClassifier(generator, label_classes(cfg)), generator.corrupt
-    classifier = SequenceClassifier(build_encoder(c.model, vocab["vocab_size"], cfg.data.length,
-                                                  time_conditioning=kind == "noisy", causal=kind == "prefix",
-                                                  dropout=c.dropout), label_classes(cfg), pooling=c.pooling)
+    from .data.registry import get_spec
+
+    encoder = build_encoder(c.model, vocab["vocab_size"], cfg.data.length, time_conditioning=kind == "noisy",
+                            causal=kind == "prefix", dropout=c.dropout, image_shape=get_spec(cfg.data.name).image_shape)
+    classifier = SequenceClassifier(encoder, label_classes(cfg), pooling=c.pooling)
     if kind != "noisy":
         return classifier, _clean
     process, schedule = build_noising(cfg, vocab["vocab_size"], vocab["mask_id"])

@@ -231,6 +231,25 @@ PROCESSES = {
 }
 
 
+#: diffusion -> its process class (what `model_vocab_size` asks)
+PROCESS_CLASSES = {"absorbing_state": AbsorbingProcess, "uniform": UniformProcess}
+
+
+def data_vocab_size(tokenizer) -> int:
+    """Ids the data can hold: the tokenizer's vocabulary less a mask token kept apart for masked
+    diffusion (`extra_mask`: images), which clean data never holds."""
+    return tokenizer.vocab_size - int(bool(getattr(tokenizer, "extra_mask", False)))
+
+
+def model_vocab_size(diffusion: str, tokenizer) -> int:
+    """Ids a generator of the `diffusion` process reads and emits: the whole vocabulary when the
+    process has a mask state or the tokenizer keeps no mask apart, else the data's ids (UDLM on
+    images: the 256 pixel values, no wasted mask)."""
+    if diffusion not in PROCESS_CLASSES:
+        raise ValueError(f"unknown diffusion '{diffusion}'; allowed: {', '.join(PROCESS_CLASSES)}")
+    return tokenizer.vocab_size if PROCESS_CLASSES[diffusion].uses_mask else data_vocab_size(tokenizer)
+
+
 def build_process(diffusion: str, vocab_size: int, mask_id: int, **options) -> DiscreteProcess:
     """The forward process named by the `diffusion` config key (options: the absorbing
     process's carry_over / subs_masking)."""

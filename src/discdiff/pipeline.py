@@ -90,9 +90,10 @@ class Pipeline:
             raise ValueError(f"{where} is a classifier.kind={cfg.classifier.kind} classifier; this guidance "
                              f"needs kind={kind}")
         vocab = getattr(classifier, "vocab_size", None)
-        if vocab is not None and vocab != self.tokenizer.vocab_size:
-            raise ValueError(f"{where} has a vocabulary of {vocab} tokens, this model {self.tokenizer.vocab_size}; "
-                             "train the classifier on the same data and tokenizer")
+        expected = self.classifier_vocab_size(kind)
+        if vocab is not None and vocab != expected:
+            raise ValueError(f"{where} has a vocabulary of {vocab} tokens, a {kind} classifier of this model "
+                             f"{expected}; train the classifier on the same data and tokenizer")
         if kind == "noisy" and cfg is not None and cfg.diffusion != self.cfg.diffusion:
             raise ValueError(f"{where} was trained on the {cfg.diffusion} process, this model uses "
                              f"{self.cfg.diffusion}; train the classifier with the generator's algo")
@@ -102,6 +103,15 @@ class Pipeline:
         classes = getattr(classifier, "num_classes", None)
         if classes is not None and not 0 <= condition < classes:
             raise ValueError(f"guidance.condition={condition} is not a class of {where}; allowed: 0..{classes - 1}")
+
+    def classifier_vocab_size(self, kind: str) -> int:
+        """Ids a classifier of `kind` reads for this model: clean data (clean, prefix), or what this
+        model reads (noisy x_t, head); see `factory.classifier_vocab_size`."""
+        from .lm import data_vocab_size
+
+        if kind in ("clean", "prefix"):
+            return data_vocab_size(self.tokenizer)
+        return getattr(self.lm.backbone, "vocab_size", self.tokenizer.vocab_size)
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, label: Optional[int] = None,

@@ -272,8 +272,9 @@ class ClassifierSection(Section):
                                                         "on a frozen generator's hidden states (NOS, PPLM)")
     generator: Optional[ExistingPath] = Field(description="kind=head: the generator's run folder or .ckpt (its "
                                                           "EMA weights are used)")
-    model: Literal[ENCODERS] = Field(description="the encoder (not for kind=head): a DiT size, or dimamba_<size> "
-                                                 "(a DiMamba, for long DNA sequences)")
+    model: Literal[ENCODERS] = Field(description="the encoder (not for kind=head): a DiT size, dimamba_<size> "
+                                                 "(a DiMamba, for long DNA sequences) or unet_<size> (a UNet, "
+                                                 "for images)")
     pooling: Literal[POOLINGS] = Field(description="pooling of the last hidden states over positions (noisy, clean)")
     dropout: Probability = Field(description="residual dropout of the encoder")
 
@@ -358,12 +359,19 @@ class Eval(Section):
     include_padding: bool = Field(description="count padding positions in eval ppl and the validation metrics "
                                               "(the paper leaves them out)")
     max_batches: Optional[PositiveInt] = Field(description="limit eval ppl to this many validation batches")
-    samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl / species: a samples JSON; null = sample "
-                                                        "now (species: toward each class of study.conditions, "
-                                                        "null = every species)")
-    classifier: Optional[HubSource] = Field(description="eval species: the evaluation classifier (a clean "
-                                                        "classifier's run folder or a HuggingFace sequence-"
-                                                        "classification model); null = k-mer metrics only")
+    samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl / species / images: a samples JSON; null "
+                                                        "= sample now (species, images: toward each class of "
+                                                        "study.conditions, null = every class)")
+    classifier: Optional[HubSource] = Field(description="eval species / images: the evaluation classifier (a clean "
+                                                        "classifier's run folder or, for species, a HuggingFace "
+                                                        "sequence-classification model); null = k-mer metrics only "
+                                                        "(species), Inception metrics only (images)")
+    inception: bool = Field(description="eval images and the image study: FID / IS with the standard Inception-v3 "
+                                        "(weights in eval.inception_dir, refused when missing); false = the offline "
+                                        "metrics only (fid_clf and the class scores of eval.classifier)")
+    inception_dir: Optional[str] = Field(description="folder of inception-2015-12-05.pt (downloaded there when absent "
+                                                     "and reachable); null = <data cache>/inception (the real "
+                                                     "statistics are cached in <data cache>/image_stats)")
     judge: str = Field(description="eval gen-ppl and the text study: the causal LM judging fluency: a HuggingFace "
                                    "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline)")
     judge_batch_size: PositiveInt = Field(description="samples per batch of the judge")
@@ -380,7 +388,9 @@ class Study(Section):
                                                              "share of samples it assigns to their target class")
     conditions: Optional[list[NonNegativeInt]] = Field(description="classes to steer toward, each in turn with "
                                                                    "sampling.num_samples samples (one row per "
-                                                                   "setting); null = [guidance.condition]")
+                                                                   "setting); null = [guidance.condition] (eval "
+                                                                   "species / images: every class; images: [] = "
+                                                                   "unguided samples)")
     property: str = Field(description="QM9: the property of the Pareto plot's y axis (qed or ring_count)")
     output_dir: Optional[str] = Field(description="null = run_dir/guidance_study (rows of other runs are kept)")
 
@@ -442,6 +452,12 @@ class RunConfig(Section):
     def _backbone_fits(self):
         from ..data.registry import get_spec
 
+        if get_spec(self.data.name).image_shape is not None and self.parameterization == "ar":
+            raise ValueError(f"data={self.data.name} holds images, whose pixel tokens have no [BOS] to start an AR "
+                             "model from; use algo=mdlm or algo=udlm")
+        if self.classifier.model.startswith("unet_") and get_spec(self.data.name).image_shape is None:
+            raise ValueError(f"classifier.model={self.classifier.model} reads images; data={self.data.name} is not an "
+                             "image dataset")
         if self.model.name == "unet":
             if get_spec(self.data.name).image_shape is None:
                 raise ValueError(f"model=unet reads images; data={self.data.name} is not an image dataset")

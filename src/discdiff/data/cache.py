@@ -65,6 +65,29 @@ def wheel(requirement: str, folder: Path) -> Path:
     return found[-1]
 
 
+def debian_package(package: str, inside: str | os.PathLike, folder: Path, what: str) -> Path:
+    """A folder of a Debian data package used as a data source: `/<inside>` where the package is
+    installed, else `<folder>/<inside>` after its .deb is fetched with `apt-get download` into
+    `folder` and unpacked there with `dpkg -x` (read, never installed). `what` names the data in
+    the one-line error of a failed fetch."""
+    import subprocess
+
+    installed = Path("/") / inside
+    if installed.is_dir():
+        return installed
+    target = Path(folder)
+    if not (target / inside).is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(["apt-get", "download", package], cwd=target, check=True, capture_output=True)
+            deb = sorted(target.glob(f"{package}_*.deb"))[-1]
+            subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError, IndexError) as err:
+            raise ValueError(f"the offline {what} source is Debian's {package} (apt-get download {package} "
+                             f"&& dpkg -x *.deb {target}); fetching it failed: {err}") from None
+    return target / inside
+
+
 def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 

@@ -22,12 +22,11 @@ Sources:
 from __future__ import annotations
 
 import gzip
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from discdiff.data.cache import cache_root, file_digest
+from discdiff.data.cache import cache_root, debian_package, file_digest
 from discdiff.data.registry import DataConfig, DatasetSpec, Splits, seeded_split
 from discdiff.data.tokenizers import DNATokenizer
 
@@ -72,22 +71,8 @@ def genome_folders(root: Path) -> dict[str, list[Path]]:
 
 
 def ragout_examples(cache_dir: Path) -> Path:
-    """The examples folder of Debian's ragout-examples: installed, else its .deb fetched with
-    `apt-get download` into the cache and unpacked there with `dpkg -x`."""
-    installed = Path("/") / RAGOUT_EXAMPLES
-    if installed.is_dir():
-        return installed
-    target = cache_dir / "ragout"
-    if not (target / RAGOUT_EXAMPLES).is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            subprocess.run(["apt-get", "download", RAGOUT_PACKAGE], cwd=target, check=True, capture_output=True)
-            deb = sorted(target.glob(f"{RAGOUT_PACKAGE}_*.deb"))[-1]
-            subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError, IndexError) as err:
-            raise ValueError(f"the offline DNA source is Debian's {RAGOUT_PACKAGE} (apt-get download {RAGOUT_PACKAGE} "
-                             f"&& dpkg -x *.deb {target}); fetching it failed: {err}") from None
-    return target / RAGOUT_EXAMPLES
+    """The examples folder of Debian's ragout-examples: installed, else fetched into the cache."""
+    return debian_package(RAGOUT_PACKAGE, RAGOUT_EXAMPLES, cache_dir / "ragout", "DNA")
 
 
 def windows(sequence: str, length: int) -> list[str]:

@@ -13,6 +13,7 @@ cache reads neither the raw data nor the texts.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Sequence
@@ -37,14 +38,16 @@ class DatasetSpec:
         length: default sequence length L.
         layout: how texts become sequences (`discdiff.data.tokens`): "pad" one text per
             sequence ``[bos] tokens [eos] [pad]...``; "wrap" texts joined with [eos] and cut
-            into ``[bos] ... [eos]`` blocks; "blocks" the plain stream cut into blocks of L.
+            into ``[bos] ... [eos]`` blocks; "blocks" the plain stream cut into blocks of L;
+            "fixed" one text of exactly L tokens per sequence (images).
         cached: tokenized once into a memory-mapped token cache (large corpora); otherwise
             tokenized in memory at every start (small datasets).
         label_columns: columns usable as ``label_col`` (binarised or class ids).
         num_classes: classes of those labels.
         domain: what the data is ("molecules", "text", "dna", "images"): picks the metrics of
             the guidance study (`discdiff.evaluation.domains`).
-        image_shape: (C, H, W) of image datasets (the token order is C, H, W).
+        image_shape: (C, H, W) of image datasets (the token order is C, H, W; L = C * H * W).
+        class_names: the names of the classes 0..num_classes-1, where known.
         augmentations: label-preserving transforms `data.augment` may name (`discdiff.data.augment`).
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
@@ -64,6 +67,7 @@ class DatasetSpec:
     num_classes: int = 2
     domain: str = "text"
     image_shape: Optional[tuple[int, int, int]] = None
+    class_names: tuple[str, ...] = ()
     augmentations: tuple[str, ...] = ()
     hub_id: Optional[str] = None
     url: Optional[str] = None
@@ -102,8 +106,9 @@ class Splits:
     """Raw splits before encoding.
 
     ``train``/``valid``/``test`` are sequences of texts (one per example; pieces of
-    the stream for "blocks" datasets); ``test`` is None where the dataset has no test
-    split; ``labels`` map split -> label column -> int64 array aligned with the texts;
+    the stream for "blocks" datasets; for images a uint8 array (N, C*H*W), one row per
+    image); ``test`` is None where the dataset has no test split; ``labels`` map
+    split -> label column -> int64 array aligned with the texts;
     ``tokenizer`` is the dataset's tokenizer.
     """
 
@@ -126,6 +131,10 @@ def seeded_split(n: int, seed: int, valid_fraction: float) -> tuple[np.ndarray, 
     n_valid = max(1, round(n * valid_fraction))
     return perm[n_valid:], perm[:n_valid]
 
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -157,8 +166,24 @@ REGISTRY: dict[str, DatasetSpec] = {
             offline_source="complete bacterial genomes of Debian's ragout-examples (4 species, 16 strains)",
             fixture="dna/README.md", augmentations=("reverse_complement",), path_kind="folder",
         ),
-        DatasetSpec("cifar10", "pixel", 3072, layout="pad", label_columns=("label",), num_classes=10, domain="images",
-                    image_shape=(3, 32, 32), hub_id="cifar10"),
+        DatasetSpec(
+            "cifar10", "pixel", 3072, layout="fixed", cached=True, label_columns=("label",), num_classes=10,
+            domain="images", image_shape=(3, 32, 32), class_names=CIFAR10_CLASSES, augmentations=("hflip",),
+            hub_id="uoft-cs/cifar10", url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            loader="discdiff.data.images", sources=("auto", "hub"), path_kind="folder",
+        ),
+        DatasetSpec(
+            "fashion_mnist", "pixel", 784, layout="fixed", cached=True, label_columns=("label",), num_classes=10,
+            domain="images", image_shape=(1, 28, 28), class_names=FASHION_CLASSES, augmentations=("hflip",),
+            offline_source="idx files of Debian's dataset-fashion-mnist", fixture="fashion_mnist/README.md",
+            loader="discdiff.data.images", sources=("auto", "offline", "fixture"), path_kind="folder",
+        ),
+        DatasetSpec(
+            "digits", "pixel", 64, layout="fixed", label_columns=("label",), num_classes=10, domain="images",
+            image_shape=(1, 8, 8), class_names=tuple(str(k) for k in range(10)),
+            offline_source="sklearn.datasets.load_digits (values 0..16 rescaled to 0..255)",
+            loader="discdiff.data.images", sources=("auto", "offline"),
+        ),
         DatasetSpec(
             "amazon_polarity", "bert", 128, layout="pad", cached=True, label_columns=("label",),
             hub_id="amazon_polarity", loader="discdiff.data.reviews", sources=("auto", "hub"),
@@ -197,8 +222,10 @@ class DataConfig:
         90.0, description="binary labels: 1 above this percentile of label_col")
     source: Literal[SOURCES] = Field("auto", description="auto | offline (package registries) | hub | fixture "
                                                          "(the committed test file)")
-    path: Optional[ExistingPath] = Field(None, description="a local copy of the data: a file with the hub's schema, or "
-                                                           "a folder of <species>/<strain>.fasta[.gz] (ten_species)")
+    path: Optional[ExistingPath] = Field(None, description="a local copy of the data: a file with the hub's schema, "
+                                                           "a folder of <species>/<strain>.fasta[.gz] (ten_species), "
+                                                           "of cifar-10-batches-py (cifar10) or of the idx files "
+                                                           "(fashion_mnist)")
     cache_dir: Optional[str] = Field(None, description="processed-data cache; null = $DISCDIFF_CACHE or "
                                                        "~/.cache/discdiff")
     split_seed: Annotated[int, Field(ge=0)] = Field(1, description="seed of the train / validation split")
@@ -233,6 +260,10 @@ class DataConfig:
         if self.path is not None and (is_dir := Path(self.path).expanduser().is_dir()) != (spec.path_kind == "folder"):
             raise ValueError(f"data.path={self.path} is a {'folder' if is_dir else 'file'}; {self.name} reads a "
                              f"{spec.path_kind} there")
+        if spec.image_shape is not None and self.length not in (None, math.prod(spec.image_shape)):
+            c, h, w = spec.image_shape
+            raise ValueError(f"data.length={self.length} does not fit {self.name}: its images are {c}x{h}x{w} = "
+                             f"{c * h * w} tokens (null = that)")
         if self.augment is not None and self.augment not in spec.augmentations:
             allowed = ", ".join(spec.augmentations) or "null (none for this dataset)"
             raise ValueError(f"data.augment={self.augment} does not apply to {self.name}; allowed: {allowed}")

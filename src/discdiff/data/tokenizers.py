@@ -1,9 +1,15 @@
-"""Tokenizers: SMILES (regex, atom level), characters (text8) and BERT word pieces.
+"""Tokenizers: SMILES (regex, atom level), characters (text8), nucleotides, BERT word pieces and
+pixel values (images).
 
 All tokenizers share one protocol:
 
 * ``vocab_size``, ``pad_id``, ``bos_id``, ``eos_id``, ``mask_id`` (the absorbing
-  state of masked diffusion; always in the vocabulary);
+  state of masked diffusion; always in the vocabulary); the pixel tokenizer has no
+  [PAD], [BOS] or [EOS] (None);
+* ``extra_mask``: True when ``mask_id`` is the last id and no data ever holds it, so a
+  process without a mask state (uniform) leaves it out of the model's vocabulary
+  (`discdiff.lm.model_vocab_size`); False for the text tokenizers, whose models read
+  the whole vocabulary;
 * ``encode(text) -> list[int]`` without special tokens, ``encode_tensor(text)``
   for long streams (LongTensor (N,));
 * ``decode(ids, skip_special=True) -> str`` and ``batch_decode(ids)`` where
@@ -61,6 +67,7 @@ class VocabTokenizer(ABC):
     """
 
     kind = "vocab"
+    extra_mask = False
 
     def __init__(self, vocab: Sequence[str]):
         if tuple(vocab[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
@@ -181,6 +188,85 @@ class DNATokenizer(CharTokenizer):
         return [self.token_to_id.get(pairs.get(tok, tok), i) for i, tok in enumerate(self.vocab)]
 
 
+class PixelTokenizer:
+    """One token per pixel channel value: ids 0..255 are the values themselves, 256 is [MASK].
+
+    Images carry no special tokens: a sequence is the C * H * W values of one image in channel-
+    height-width order, so [PAD], [BOS] and [EOS] are None. The mask exists for masked diffusion
+    only (``extra_mask``): a uniform-noise model reads and emits the 256 values alone.
+
+    ``encode`` takes an image's values as any integer array (C*H*W,) (or a hex string as
+    ``decode`` writes it); ``decode`` writes two hex digits per value ("--" for [MASK]).
+    """
+
+    kind = "pixel"
+    extra_mask = True
+    LEVELS = 256
+    MASK = "[MASK]"
+
+    def __init__(self, vocab: Sequence[str] | None = None):
+        expected = [str(v) for v in range(self.LEVELS)] + [self.MASK]
+        if vocab is not None and list(vocab) != expected:
+            raise ValueError(f"a pixel vocabulary is the values 0..{self.LEVELS - 1} then {self.MASK}")
+        self.vocab = expected
+        self.mask_id = self.LEVELS
+        self.pad_id = self.bos_id = self.eos_id = self.unk_id = None
+        self.special_ids = frozenset({self.mask_id})
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(self.kind, self.vocab)
+
+    def encode_array(self, values) -> np.ndarray:
+        """int64 ids (N,) of one image's values (N,) in 0..255, or of a hex string of ``decode``."""
+        if isinstance(values, str):
+            return self._from_hex(values)
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= self.LEVELS)):
+            raise ValueError(f"pixel values must be integers in 0..{self.LEVELS - 1}")
+        return arr.reshape(-1).astype(np.int64)
+
+    def _from_hex(self, text: str) -> np.ndarray:
+        if len(text) % 2:
+            raise ValueError("a pixel string holds two hex digits per value")
+        pairs = [text[i:i + 2] for i in range(0, len(text), 2)]
+        try:
+            return np.array([self.mask_id if p == "--" else int(p, 16) for p in pairs], dtype=np.int64)
+        except ValueError:
+            raise ValueError("a pixel string holds two hex digits per value ('--' for [MASK])") from None
+
+    def encode(self, values) -> list[int]:
+        return self.encode_array(values).tolist()
+
+    def encode_batch(self, images: Iterable) -> list[np.ndarray]:
+        """ids (C*H*W,) of each image; `images` may be a uint8 array (N, C*H*W)."""
+        return [self.encode_array(image) for image in images]
+
+    def encode_tensor(self, values) -> torch.Tensor:
+        return torch.from_numpy(self.encode_array(values))
+
+    def decode(self, ids: Sequence[int] | torch.Tensor, skip_special: bool = True) -> str:
+        """Two hex digits per value of ``ids`` (L,); [MASK] is dropped, or "--" with skip_special=False."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return "".join(f"{i:02x}" if i != self.mask_id else "--" for i in ids
+                       if not (skip_special and i == self.mask_id))
+
+    def batch_decode(self, ids: torch.Tensor | Sequence[Sequence[int]], skip_special: bool = True) -> list[str]:
+        return [self.decode(row, skip_special) for row in _as_id_lists(ids)]
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``discdiff_tokenizer.json`` (kind + vocabulary) into ``directory``."""
+        path = Path(directory) / TOKENIZER_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": self.kind, "vocab": self.vocab}))
+        return path
+
+
 def find_bert_vocab(vocab_file: str | os.PathLike | None = None) -> tuple[Path | None, list[str]]:
     """Locate a local bert-base-uncased ``vocab.txt``.
 
@@ -222,6 +308,7 @@ class BertTokenizer:
     """bert-base-uncased word pieces: [PAD]=0 [UNK]=100 [CLS]=101 (bos) [SEP]=102 (eos) [MASK]=103."""
 
     kind = "bert"
+    extra_mask = False
 
     def __init__(self, vocab_file: str | os.PathLike | None = None):
         from transformers import BertTokenizerFast
@@ -296,8 +383,9 @@ def _digest(kind: str, vocab: Sequence[str]) -> str:
     return f"{kind}:{hashlib.sha1(json.dumps(list(vocab)).encode()).hexdigest()[:16]}"
 
 
-Tokenizer = VocabTokenizer | BertTokenizer
-_KINDS = {"smiles": SmilesTokenizer, "char": CharTokenizer, "dna": DNATokenizer, "bert": BertTokenizer}
+Tokenizer = VocabTokenizer | BertTokenizer | PixelTokenizer
+_KINDS = {"smiles": SmilesTokenizer, "char": CharTokenizer, "dna": DNATokenizer, "bert": BertTokenizer,
+          "pixel": PixelTokenizer}
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:

@@ -8,12 +8,14 @@ with a JSON manifest, see `discdiff.data.cache`), which every later start, rank 
 worker memory-maps read-only: resident memory stays far below the corpus size. Small datasets
 (QM9) keep the same arrays in memory.
 
-Three ways to turn stored tokens into fixed-length model inputs (B, L):
+Four ways to turn stored tokens into fixed-length model inputs (B, L):
 
 * `Padded`: one text per sequence, ``[bos] text[:L-2] [eos] [pad] ...`` (QM9, LM1B as the paper);
 * `Wrapped`: texts joined, each followed by [eos], and cut into blocks ``[bos] 126 tokens [eos]``
   (L = 128; MDLM's wrapped LM1B);
-* `Blocks`: the plain token stream cut into blocks of L (text8 characters).
+* `Blocks`: the plain token stream cut into blocks of L (text8 characters);
+* `Fixed`: one text of exactly L tokens per sequence, no special tokens (images: C * H * W pixel
+  values in channel-height-width order).
 """
 
 from __future__ import annotations
@@ -281,14 +283,28 @@ class Blocks(_Layout):
         return self._item(np.asarray(self.tokens.ids[i * self.length:(i + 1) * self.length]), self.length, None)
 
 
-LAYOUTS = {"pad": Padded, "wrap": Wrapped, "blocks": Blocks}
+class Fixed(_Layout):
+    """One text per item, exactly L tokens and no special tokens (images: their C * H * W values);
+    a text of another length is refused when its item is read (the loaders check every length)."""
+
+    def _size(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int):
+        start, end = int(self.tokens.offsets[i]), int(self.tokens.offsets[i + 1])
+        if end - start != self.length:
+            raise ValueError(f"item {i} holds {end - start} tokens; this fixed layout reads exactly {self.length}")
+        return self._item(np.asarray(self.tokens.ids[start:end]), self.length, i)
+
+
+LAYOUTS = {"pad": Padded, "wrap": Wrapped, "blocks": Blocks, "fixed": Fixed}
 
 
 def layout(name: str, tokens: Tokens, length: int, specials: Specials, label_col: Optional[str] = None,
            limit: Optional[int] = None) -> _Layout:
     if name not in LAYOUTS:
         raise ValueError(f"unknown layout '{name}'; allowed: {', '.join(LAYOUTS)}")
-    if name != "pad" and label_col is not None:
-        raise ValueError(f"layout '{name}' joins texts; labels need layout 'pad'")
+    if name in ("wrap", "blocks") and label_col is not None:
+        raise ValueError(f"layout '{name}' joins texts; labels need layout 'pad' or 'fixed'")
     return LAYOUTS[name](tokens, length, specials, label_col, limit)
 

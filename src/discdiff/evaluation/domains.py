@@ -23,13 +23,13 @@ import torch
 @dataclass
 class Samples:
     """One setting's samples: decoded `texts`, token ids (N, L), the network calls per sample, the
-    class each was steered toward (N,) and, when the study has an evaluation classifier, the class
-    it predicts for each (N,)."""
+    class each was steered toward (N,) (None for unguided image samples, `eval images`) and, when
+    the study has an evaluation classifier, the class it predicts for each (N,)."""
 
     texts: list[str]
     tokens: torch.Tensor
     nfe: int
-    conditions: torch.Tensor
+    conditions: Optional[torch.Tensor]
     predicted: Optional[torch.Tensor] = None
 
 
@@ -201,9 +201,50 @@ class DNAMetrics(DomainMetrics):
         return "js_3mer", "js_6mer", "auroc", "oracle_f1_macro", "oracle_mcc"
 
 
+class ImageMetrics(DomainMetrics):
+    """Images (paper Sec. 5.4, CIFAR10): the samples' FID against the real test images — with the
+    standard Inception-v3 (`fid`, and the Inception Score) when `eval.inception`, else in the
+    evaluation classifier's features (`fid_clf`, always reported) — against the evaluation
+    classifier's macro F1 with the target class as truth (`evaluation.image_eval`). The plot puts
+    that FID against the F1: guidance should raise the F1 at a small cost in FID."""
+
+    title = "Class guidance of images"
+    y = Axis("oracle_f1_macro", "macro F1 of the evaluation classifier (target class as truth)")
+
+    def __init__(self, pipe, cfg, classifier=None):
+        from ..config import ConfigError
+        from . import image_eval as ie
+
+        if classifier is None:
+            raise ConfigError("the image study scores the target class with an evaluation classifier: set "
+                              "study.eval_classifier=RUN_DIR (train-classifier classifier.kind=clean)")
+        self.spec = ie.image_spec(pipe.cfg.data)
+        self.features = ie.classifier_features(classifier)
+        self.inception = ie.InceptionScorer(ie.inception_dir(cfg), pipe.device) if cfg.eval.inception else None
+        self.real = ie.image_reference(pipe.cfg.data)
+        self.x = (Axis("fid", "FID to the real test images (Inception-v3)") if self.inception is not None else
+                  Axis("fid_clf", "FID to the real test images in the evaluation classifier's features"))
+
+    def check_conditions(self, conditions: list[int]) -> None:
+        from ..data.images import check_classes
+
+        check_classes(conditions, self.spec)
+
+    def score(self, samples: Samples) -> dict:
+        from .image_eval import image_rows
+
+        row = image_rows(samples, self.real, self.spec, features=self.features, inception=self.inception)[-1]
+        return {k: v for k, v in row.items() if k not in ("class", "name", "num_generated")}
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        inception = ("fid", "is_mean") if self.inception is not None else ()
+        return ("fid_clf", *inception, "oracle_accuracy", "oracle_f1_macro")
+
+
 #: domain (DatasetSpec.domain) -> its metrics class, built as cls(pipeline, config, eval classifier)
 DOMAINS: dict[str, Callable[..., DomainMetrics]] = {"molecules": MoleculeMetrics, "text": TextMetrics,
-                                                    "dna": DNAMetrics}
+                                                    "dna": DNAMetrics, "images": ImageMetrics}
 
 
 def metrics_for(pipe, cfg, classifier=None) -> DomainMetrics:

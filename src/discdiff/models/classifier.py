@@ -1,6 +1,6 @@
 """Sequence classifiers for guidance and evaluation.
 
-`SequenceClassifier`: an encoder (a DiT or a DiMamba backbone, built without labels) whose last
+`SequenceClassifier`: an encoder (a DiT, a DiMamba or, for images, a UNet backbone, built without labels) whose last
 hidden states (B, L, D) are pooled over positions and mapped to class log-probabilities by a
 linear head:
 
@@ -24,19 +24,39 @@ from torch import nn
 
 from .dimamba import DIMAMBA_SIZES, build_dimamba
 from .dit import MODEL_SIZES, build_backbone
+from .unet import UNET_SIZES, build_unet
 
 POOLINGS = ("mean", "max")
-#: classifier.model: a DiT size, or dimamba_<size> (a DiMamba encoder, for long DNA sequences)
-ENCODERS = (*MODEL_SIZES, *(f"dimamba_{size}" for size in DIMAMBA_SIZES))
+#: classifier.model: a DiT size, dimamba_<size> (a DiMamba encoder, for long DNA sequences) or
+#: unet_<size> (a UNet encoder, for images)
+ENCODERS = (*MODEL_SIZES, *(f"dimamba_{size}" for size in DIMAMBA_SIZES), *(f"unet_{size}" for size in UNET_SIZES))
+
+
+def _unet_encoder(size: str, vocab_size: int, length: int, *, image_shape=None, causal: bool = False, **options):
+    if image_shape is None:
+        raise ValueError(f"classifier.model=unet_{size} reads images; this dataset is not an image dataset")
+    if causal:
+        raise ValueError("a UNet encoder has no causal form; prefix classifiers use a DiT or DiMamba encoder")
+    return build_unet(size, vocab_size, length, image_shape, **options)
+
+
+def _sequence_encoder(build):
+    def encoder(size: str, vocab_size: int, length: int, *, image_shape=None, **options):
+        return build(size, vocab_size, length, **options)
+
+    return encoder
+
+
+_FAMILIES = {"dimamba": _sequence_encoder(build_dimamba), "unet": _unet_encoder, "": _sequence_encoder(build_backbone)}
 
 
 def build_encoder(name: str, vocab_size: int, length: int, **options) -> nn.Module:
-    """The unlabelled encoder `name` (one of ENCODERS); `options`: causal, time_conditioning, dropout."""
+    """The unlabelled encoder `name` (one of ENCODERS); `options`: causal, time_conditioning, dropout,
+    image_shape (C, H, W) (read by UNet encoders only)."""
     if name not in ENCODERS:
         raise ValueError(f"unknown classifier encoder '{name}'; allowed: {', '.join(ENCODERS)}")
     family, _, size = name.rpartition("_")
-    build = build_dimamba if family == "dimamba" else build_backbone
-    return build(size, vocab_size, length, num_classes=None, **options)
+    return _FAMILIES[family](size, vocab_size, length, num_classes=None, **options)
 
 
 class _SkipHead(nn.Module):
@@ -83,14 +103,19 @@ class SequenceClassifier(nn.Module):
         """Last hidden states (B, L, D) for ids (B, L) or a one-hot / relaxed (B, L, V)."""
         return self.encoder(x, sigma, return_hidden=True)[1]
 
-    def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
-        """Unnormalised class scores (B, C); a prefix classifier's are those of the last position."""
+    def features(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """What the linear head reads (B, D): the pooled last hidden states, layer-normalised (a
+        prefix classifier's: the last position's). Image evaluation's fid_clf is an FID in these."""
         hidden = self.hidden(x, sigma)
         if self.causal:
             pooled = hidden[:, -1]
         else:
             pooled = hidden.mean(1) if self.pooling == "mean" else hidden.amax(1)
-        return self.classify(self.norm(pooled.float()))
+        return self.norm(pooled.float())
+
+    def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Unnormalised class scores (B, C); a prefix classifier's are those of the last position."""
+        return self.classify(self.features(x, sigma))
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """log p(y | x) (B, C) in float32."""

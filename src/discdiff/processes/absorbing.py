@@ -19,6 +19,8 @@ from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, sample_categor
 class AbsorbingProcess(DiscreteProcess):
     """Masking process over a vocabulary of `vocab_size` ids of which `mask_index` is the mask."""
 
+    uses_mask = True
+
     def __init__(self, vocab_size: int, mask_index: int, *, carry_over: bool = True, subs_masking: bool = True):
         if not 0 <= mask_index < vocab_size:
             raise ValueError(f"mask_index must be in [0, {vocab_size}), got {mask_index}")

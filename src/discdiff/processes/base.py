@@ -51,9 +51,13 @@ def bernoulli(prob: torch.Tensor, generator: torch.Generator | None = None) -> t
 
 
 class DiscreteProcess(ABC):
-    """A forward process on sequences of tokens from a vocabulary of size V."""
+    """A forward process on sequences of tokens from a vocabulary of size V.
+
+    `uses_mask`: whether the process has a mask state (the tokenizer's mask_id); a process without
+    one leaves a tokenizer's extra mask token out of the model's vocabulary (`lm.model_vocab_size`)."""
 
     vocab_size: int
+    uses_mask: bool = False
 
     @abstractmethod
     def sample_xt(self, x0: torch.Tensor, alpha, generator=None) -> torch.Tensor:

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 from .. import checkpoints, hub
 from ..config import ConfigError, batch_plan, default_config, world_size
 from ..data import build_datasets
-from ..factory import PRETRAINED
+from ..factory import PRETRAINED, classifier_vocab_size
+from ..lm import model_vocab_size
 from ..files import write_text
 from .module import LitLanguageModel
 from .budget import TimeBudget
@@ -30,9 +31,11 @@ from .progress import ProgressLines
 from .sampler import ResumableSampler
 
 
-def vocab_info(tokenizer) -> dict:
-    return {"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id, "bos_id": tokenizer.bos_id,
-            "eos_id": tokenizer.eos_id, "mask_id": tokenizer.mask_id}
+def vocab_info(tokenizer, vocab_size: int | None = None) -> dict:
+    """What a checkpoint rebuilds its network from: `vocab_size`, the ids the network reads (null:
+    the tokenizer's whole vocabulary; see `lm.model_vocab_size`), and the special token ids."""
+    return {"vocab_size": tokenizer.vocab_size if vocab_size is None else vocab_size, "pad_id": tokenizer.pad_id,
+            "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "mask_id": tokenizer.mask_id}
 
 
 class DataModule(L.LightningDataModule):
@@ -209,7 +212,8 @@ def train(cfg: DictConfig) -> Path:
     run_dir, resume = _prepare_run_dir(cfg)
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
     start = _pretrained_start(cfg, tokenizer) if resume is None else None
-    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer), resume=resume, start=start)
+    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer, model_vocab_size(cfg.diffusion, tokenizer)),
+        resume=resume, start=start)
     return run_dir
 
 
@@ -309,8 +313,10 @@ def train_classifier(cfg: DictConfig) -> Path:
     train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     described = None if generator is None else {"config": OmegaConf.to_container(generator.cfg),
-                                                "vocab": vocab_info(generator.tokenizer)}
-    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer), described)
+                                                "vocab": vocab_info(generator.tokenizer,
+                                                                    generator.lm.backbone.vocab_size)}
+    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer, classifier_vocab_size(cfg, tokenizer)),
+                           described)
     if generator is not None:
         module.classifier.generator.load_state_dict(generator.lm.state_dict())
     if cfg.trainer.compile:
