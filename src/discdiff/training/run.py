@@ -28,7 +28,7 @@ from ..files import write_text
 from .module import LitLanguageModel
 from .budget import TimeBudget
 from .progress import ProgressLines
-from .sampler import ResumableSampler
+from .sampler import ResumableSampler, ValidationSampler
 
 
 def vocab_info(tokenizer, vocab_size: int | None = None) -> dict:
@@ -61,8 +61,8 @@ class DataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         t = self.trainer
-        sampler = ResumableSampler(len(self.valid_set), seed=self.cfg.seed, shuffle=False,
-                                   rank=t.global_rank, world_size=t.world_size)
+        sampler = ValidationSampler(len(self.valid_set), seed=self.cfg.seed, rank=t.global_rank,
+                                    world_size=t.world_size)
         batch = self.cfg.loader.eval_batch_size or self.micro_batch
         return self._loader(self.valid_set, sampler, min(batch, len(sampler)))
 

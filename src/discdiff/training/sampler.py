@@ -42,3 +42,15 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.dataset_len // self.world_size - self.skip_batches * self.batch_size
+
+
+class ValidationSampler(ResumableSampler):
+    """One seeded permutation of the validation split, the same at every validation: with
+    `trainer.limit_val_batches` the metrics then read a fixed random sample of every class, not
+    the first items of a split stored class by class (the genomes, species after species)."""
+
+    def __init__(self, dataset_len: int, *, seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(dataset_len, seed=seed, shuffle=True, rank=rank, world_size=world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The order does not change between validations."""
