@@ -118,8 +118,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", call
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
                         save_top_k=1, auto_insert_metric_name=False),
-        *([ProgressLines(cfg.trainer.progress_every)] if cfg.trainer.progress_every else []),
+        # the budget plans the run before a progress line on the same step reports the time left
         *([TimeBudget(cfg.trainer.max_minutes, calibration_steps(cfg))] if cfg.trainer.max_minutes else []),
+        *([ProgressLines(cfg.trainer.progress_every)] if cfg.trainer.progress_every else []),
         *callbacks,
     ]
     t = cfg.trainer
