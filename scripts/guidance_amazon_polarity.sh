@@ -9,12 +9,8 @@ set -euo pipefail
 MODEL=${MODEL:-udlm}
 DATA=${DATA:-amazon_polarity}
 GUIDANCE=${GUIDANCE:-cfg}
-case "$GUIDANCE" in
-  cbg) KIND=noisy ;;
-  nos|pplm) KIND=head ;;
-  fudge) KIND=prefix ;;
-  *) KIND= ;;
-esac
+source "$(dirname "$0")/lib/guidance.sh"
+KIND=$(classifier_kind "$GUIDANCE")
 extra=()
 if [ -n "$KIND" ]; then extra+=("guidance.classifier=${CLASSIFIER:-runs/${DATA}-${MODEL}-${KIND}-clf}"); fi
 exec "${DISCDIFF:-discdiff}" eval guidance experiment=amazon_polarity data="${DATA}" algo="${MODEL}" \

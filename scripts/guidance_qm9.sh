@@ -15,12 +15,8 @@ GAMMAS=${GAMMAS:-${GAMMA:-0,1,2,3}}
 SEEDS=${SEEDS:-1,2,3}
 RUN_DIR=${RUN_DIR:-runs/qm9-${MODEL}-${PROP}}
 STUDY_DIR=${STUDY_DIR:-runs/qm9-guidance-${PROP}}
-case "$GUIDANCE" in
-  cbg) KIND=noisy ;;
-  nos|pplm) KIND=head ;;
-  fudge) KIND=prefix ;;
-  *) KIND= ;;
-esac
+source "$(dirname "$0")/lib/guidance.sh"
+KIND=$(classifier_kind "$GUIDANCE")
 extra=()
 if [ -n "$KIND" ]; then
   extra+=("guidance.classifier=${CLASSIFIER:-runs/qm9-${MODEL}-${PROP}-${KIND}-clf}")

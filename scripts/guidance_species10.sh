@@ -11,12 +11,8 @@ MODEL=${MODEL:-udlm}
 SOURCE=${SOURCE:-auto}
 GUIDANCE=${GUIDANCE:-cfg}
 if [ "$SOURCE" = offline ]; then ALL=0,1,2,3; else ALL=0,1,2,3,4,5,6,7,8,9; fi
-case "$GUIDANCE" in
-  cbg) KIND=noisy ;;
-  nos|pplm) KIND=head ;;
-  fudge) KIND=prefix ;;
-  *) KIND= ;;
-esac
+source "$(dirname "$0")/lib/guidance.sh"
+KIND=$(classifier_kind "$GUIDANCE")
 extra=()
 if [ -n "$KIND" ]; then extra+=("guidance.classifier=${CLASSIFIER:-runs/species10-${MODEL}-${KIND}-clf}"); fi
 exec "${DISCDIFF:-discdiff}" eval guidance experiment=species10 algo="${MODEL}" data.source="${SOURCE}" \

@@ -69,7 +69,7 @@ from .layers import FinalLayer, ScaledLayerNorm, TimestepEmbedding
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _fused_scan
-except ImportError:
+except (ImportError, OSError, RuntimeError):  # optional; a build for another CUDA fails with OSError
     _fused_scan = None
 
 #: Named backbone sizes; ``micro`` is sized for CPU demos and tests. The widths and depths
@@ -293,13 +293,7 @@ class DiMamba(nn.Module):
     _input = DiT._input
     output_logits = DiT.output_logits
     head = DiT.head
-
-    def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
-        """Activated conditioning vector (B, C): silu(time_embedding(sigma) + label_embedding(cond)),
-        cond None meaning the null class; see `DiT.conditioning`."""
-        if cond is not None and self.label_embedding is None:
-            raise ValueError("cond given to a DiMamba built without num_classes")
-        return DiT.conditioning(self, sigma, cond, batch_size, device)
+    conditioning = DiT.conditioning
 
     def new_kv_cache(self, batch_size: int, max_length: int | None = None, device=None,
                      dtype=None) -> MambaStateCache:

@@ -162,7 +162,7 @@ class DiT(nn.Module):
         t = self.time_embedding(self._sigma(sigma, batch_size, device))
         if self.label_embedding is None:
             if cond is not None:
-                raise ValueError("cond given to a DiT built without num_classes")
+                raise ValueError(f"cond given to a {type(self).__name__} built without num_classes")
             return F.silu(t)
         if self.conditioning_mode == "silu_each":
             return F.silu(t) if cond is None else F.silu(t) + F.silu(self.label_embedding(cond))

@@ -269,13 +269,7 @@ class UNet(nn.Module):
     _input = DiT._input
     output_logits = DiT.output_logits
     head = DiT.head
-
-    def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
-        """Activated conditioning vector (B, cond_dim): silu(time_embedding(sigma) + label_embedding(cond)),
-        cond None meaning the null class; sigma None or time_conditioning False read as zeros."""
-        if cond is not None and self.label_embedding is None:
-            raise ValueError("cond given to a UNet built without num_classes")
-        return DiT.conditioning(self, sigma, cond, batch_size, device)
+    conditioning = DiT.conditioning
 
     def to_image(self, embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, E) -> per-pixel features (B, C * E, H, W), the C channel
