@@ -317,3 +317,59 @@ def test_reverse_step_distribution(kind, V, mask, a_s, a_t):
         for w in range(V):
             p = want[l, w].item()
             assert abs(freq[w].item() - p) <= 5 * bf.binomial_sigma(p, n) + 1e-12, (l, w, freq[w].item(), p)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample_tempered (the D-CFG step) samples the tempered posteriors, without building them
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,V,mask", [("absorbing", 4, 3), ("uniform", 4, None)])
+@pytest.mark.parametrize("a_s,a_t", [(0.7, 0.3), (1.0, 0.5), (0.2, 0.0)])
+@pytest.mark.parametrize("gamma", [0.5, 3.0])
+def test_tempered_step_distribution(kind, V, mask, a_s, a_t, gamma):
+    """Frequencies of the fast sampler against normalise(q_p^gamma q_q^(1 - gamma)), q_p and q_q the
+    brute-force posteriors of the two labels' predictions (paper Sec. 3.1)."""
+    from discdiff.processes.base import temper
+
+    process, proc = make(kind, V, mask)
+    g = torch.Generator().manual_seed(17)
+    L, n = 4, 30000
+    logits = 2 * torch.randn(2, 1, L, V, generator=g, dtype=DT)  # [target label, null label]
+    xt = torch.randint(V, (1, L), generator=g)
+    if kind == "absorbing":
+        xt[0, :3], xt[0, 3] = mask, 0
+    posteriors = []
+    for label in range(2):
+        x = process.predict_x0(logits[label], xt).exp()[0]
+        want, ev = bf.posterior(proc, x, xt[0], torch.tensor(a_s, dtype=DT), torch.tensor(a_t, dtype=DT))
+        posteriors.append(torch.log(want))
+    possible = ev > 0  # alpha_t = 0 gives an unmasked x_t no probability: nothing to compare there
+    want = temper(posteriors[0], posteriors[1], gamma).softmax(-1)
+    alpha = [torch.full((n,), a, dtype=DT) for a in (a_s, a_t)]
+    xs = process.sample_tempered(logits.expand(2, n, L, V), gamma, xt.expand(n, L).contiguous(), *alpha,
+                                 generator=g, dtype=DT)
+    assert xs.shape == (n, L)
+    if kind == "absorbing":
+        assert torch.equal(xs[:, 3], xt[0, 3].expand(n)), "an unmasked token must stay"
+    for l in possible.nonzero().flatten().tolist():
+        freq = torch.bincount(xs[:, l], minlength=V).double() / n
+        for w in range(V):
+            p = want[l, w].item()
+            assert abs(freq[w].item() - p) <= 5 * bf.binomial_sigma(p, n) + 1e-12, (l, w, freq[w].item(), p)
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "uniform"])
+def test_generic_tempered_step_is_what_the_fast_one_replaces(kind):
+    """The base class's sampler (both posteriors built) draws the same distribution as the
+    override, checked on the marginal of one position."""
+    from discdiff.processes.base import DiscreteProcess
+
+    process, _ = make(kind, 5, 4 if kind == "absorbing" else None)
+    g = torch.Generator().manual_seed(3)
+    n = 40000
+    logits = torch.randn(2, 1, 1, 5, generator=g).expand(2, n, 1, 5)
+    xt = torch.full((n, 1), 4 if kind == "absorbing" else 1)
+    a_s, a_t = torch.full((n,), 0.6), torch.full((n,), 0.2)
+    fast = process.sample_tempered(logits, 2.0, xt, a_s, a_t, generator=g)
+    generic = DiscreteProcess.sample_tempered(process, logits, 2.0, xt, a_s, a_t, generator=g)
+    f, b = (torch.bincount(x[:, 0], minlength=5).double() / n for x in (fast, generic))
+    assert torch.allclose(f, b, atol=0.015), (f, b)

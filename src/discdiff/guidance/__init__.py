@@ -6,9 +6,10 @@
 Diffusion (MDLM, UDLM): CFG, CBG, NOS. Autoregressive: CFG, FUDGE, PPLM.
 """
 
+from ..processes.base import temper
 from .base import Classifier, Guidance, Step, TokenStep, normalize
 from .cbg import CBG
-from .cfg import CFG, temper
+from .cfg import CFG
 from .fudge import FUDGE
 from .hidden import HiddenStateModel
 from .nos import NOS

@@ -23,7 +23,7 @@ from typing import Callable, ClassVar, Optional
 import torch
 
 from ..objectives import Denoiser
-from ..processes import DiscreteProcess
+from ..processes import DiscreteProcess, sample_categorical
 
 # classifier(x, sigma) -> log p(y | x) (B, num_classes); x is ids (B, L) or one-hot / relaxed (B, L, V)
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -77,6 +77,13 @@ class Step:
         sigma = self.sigma_t if sigma is None else sigma
         self.nfe += 1
         return self.process.predict_x0(self.denoiser(xt, sigma, cond), xt).to(self.dtype)
+
+    def logits_for(self, labels: torch.Tensor) -> torch.Tensor:
+        """The denoiser's raw logits (k, B, L, V) of x_t for a stack of k label batches (kB,), one pass."""
+        k = _batch_multiple(labels, self.xt.shape[0])
+        self.nfe += 1
+        logits = self.denoiser(_stacked(self.xt, k), _stacked(self.sigma_t, k), labels)
+        return logits.view(k, *self.xt.shape, -1)
 
     def log_posterior(self, log_x_theta: torch.Tensor) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V); log_x_theta may stack k batches (kB, L, V)."""
@@ -149,6 +156,11 @@ class Guidance(ABC):
     def log_probs(self, step) -> torch.Tensor:
         """Log-probabilities of the next state, normalised over V: (B, L, V) for a diffusion
         `Step`, (B, V) for an autoregressive `TokenStep`."""
+
+    def sample(self, step, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Draw the next state from `log_probs(step)`: x_s (B, L) or the next token (B,).
+        Strategies with a cheaper exact sampler than the full distribution override it."""
+        return sample_categorical(self.log_probs(step), generator)
 
     @classmethod
     def check_family(cls, family: str) -> None:

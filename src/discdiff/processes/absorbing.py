@@ -99,3 +99,27 @@ class AbsorbingProcess(DiscreteProcess):
         xs = xt.clone()
         xs[reveal] = sample_categorical(log_x_theta[reveal], generator)
         return xs
+
+    def sample_tempered(self, logits, gamma, xt, alpha_s, alpha_t, generator=None, dtype=torch.float32):
+        """The D-CFG step without posteriors (SUBS). At a masked position both posteriors are
+        c x(v) for v != m and r for m, with c = (alpha_s - alpha_t) / (1 - alpha_t) and
+        r = (1 - alpha_s) / (1 - alpha_t), so the tempered one is  c S x_g(v)  and  r,  where
+        x_g = softmax(g), g = gamma l_p + (1 - gamma) l_q over the raw logits (mask excluded) and
+        log S = lse(g) - gamma lse(l_p) - (1 - gamma) lse(l_q). A masked token is revealed with
+        probability c S / (c S + r) and then drawn from x_g; unmasked tokens stay. A few passes over
+        (B, L, V) and one row per revealed token."""
+        if not self.carry_over:
+            return super().sample_tempered(logits, gamma, xt, alpha_s, alpha_t, generator, dtype)
+        dtype = torch.promote_types(dtype, torch.float32)
+        logits = logits.to(dtype, copy=True)  # (2, B, L, V)
+        logits[..., self.mask_index] = float("-inf")
+        lse_p, lse_q = torch.logsumexp(logits, dim=-1)
+        g = torch.lerp(logits[1], logits[0], gamma)
+        g[..., self.mask_index] = float("-inf")
+        log_s = torch.logsumexp(g, dim=-1) - torch.lerp(lse_q, lse_p, gamma)
+        alpha_s, alpha_t = (as_alpha(a, xt).squeeze(-1).to(dtype) for a in (alpha_s, alpha_t))
+        reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
+        reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
+        xs = xt.clone()
+        xs[reveal] = sample_categorical(g[reveal], generator)
+        return xs

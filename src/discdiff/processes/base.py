@@ -45,6 +45,15 @@ def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | Non
     return (log_probs.to(dtype) - torch.log(exponential.clamp_min(1e-30))).argmax(dim=-1)
 
 
+def temper(log_p: torch.Tensor, log_q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma log p + (1 - gamma) log q (the D-CFG tempering, paper Sec. 3.1), with -inf wherever
+    either is -inf (both distributions share the process's support, so this never drops a token
+    that both allow)."""
+    impossible = torch.isinf(log_p) | torch.isinf(log_q)
+    mixed = gamma * log_p.masked_fill(impossible, 0) + (1 - gamma) * log_q.masked_fill(impossible, 0)
+    return mixed.masked_fill(impossible, float("-inf"))
+
+
 def bernoulli(prob: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Boolean tensor, True with the given elementwise probability."""
     return torch.rand(prob.shape, device=prob.device, dtype=prob.dtype, generator=generator) < prob
@@ -99,6 +108,16 @@ class DiscreteProcess(ABC):
         Exactly equivalent in distribution to sampling `posterior(exp(log_x_theta), ...)`, but
         only the positions that change read a full row of the prediction.
         """
+
+    def sample_tempered(self, logits: torch.Tensor, gamma: float, xt, alpha_s, alpha_t, generator=None,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Draw x_s (B, L) from the normalised q(x_s | x_t, x_p)^gamma q(x_s | x_t, x_q)^(1 - gamma),
+        the D-CFG step (paper Sec. 3.1). logits (2, B, L, V): the network's raw logits for the two
+        labels (p: the target class, q: the null class), of which `predict_x0` makes x_p and x_q.
+        This generic version builds both posteriors; processes override it with an exact sampler
+        that never materialises them."""
+        log_p, log_q = (self.log_posterior(self.predict_x0(x, xt).to(dtype), xt, alpha_s, alpha_t) for x in logits)
+        return sample_categorical(temper(log_p, log_q, gamma), generator)
 
     def log_posterior(self, log_x_theta, xt, alpha_s, alpha_t) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V) for a predicted distribution over x0."""

@@ -111,6 +111,28 @@ class UniformProcess(DiscreteProcess):
         xs[from_model] = sample_categorical(log_x_theta[from_model], generator)
         return xs
 
+    def sample_tempered(self, logits, gamma, xt, alpha_s, alpha_t, generator=None, dtype=torch.float32):
+        """The D-CFG step without posteriors. Each posterior is w(u) q_s(u) / Z (see `posterior`)
+        with w(u) = a_ts 1(u = z) + k, k = (1 - a_ts) / V, the same for both labels, so the tempered
+        one is proportional to w(u) exp(g(u)) with g = gamma log q_s,p + (1 - gamma) log q_s,q and
+        log q_s = logaddexp(log alpha_s + log x_theta, log((1 - alpha_s) / V)). That is the mixture
+        keep z  with weight a_ts exp(g(z))  and  draw u ~ softmax(g)  with weight k sum_u exp(g(u)).
+        A few passes over (B, L, V) and one row per redrawn token."""
+        dtype = torch.promote_types(dtype, torch.float32)
+        v = self.vocab_size
+        alpha_s, alpha_t = (as_alpha(a, xt).to(dtype) for a in (alpha_s, alpha_t))  # (B, 1, 1)
+        log_q = logits.to(dtype, copy=True)  # (2, B, L, V): log x_theta, then log q_s, in place
+        log_q -= torch.logsumexp(log_q, dim=-1, keepdim=True) - torch.log(alpha_s)
+        torch.logaddexp(log_q, torch.log((1 - alpha_s) / v), out=log_q)
+        g = log_q[1].lerp_(log_q[0], gamma)  # (B, L, V)
+        a_ts, lse_g = (alpha_t / alpha_s).squeeze(-1), torch.logsumexp(g, dim=-1)
+        g_z = g.gather(-1, xt[..., None]).squeeze(-1)
+        keep_logit = torch.log(a_ts) + g_z - torch.log((1 - a_ts) / v) - lse_g  # log(keep / redraw)
+        redraw = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
+        xs = xt.clone()
+        xs[redraw] = sample_categorical(g[redraw], generator)
+        return xs
+
 
 def _xlogx(x: torch.Tensor) -> torch.Tensor:
     return torch.xlogy(x, x)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..guidance import Guidance, Step
 from ..guidance.base import DIFFUSION
 from ..objectives import Denoiser, predict
-from ..processes import DiscreteProcess, sample_categorical
+from ..processes import DiscreteProcess
 from ..schedules import NoiseSchedule
 
 
@@ -94,6 +94,5 @@ def _guided_step(process, schedule, denoiser, guidance, xt, times, k, alpha_s, a
     sigma_t = schedule.sigma(times[k].expand(b))
     sigma_s = -torch.log(alpha_s.float().clamp_min(1e-12))
     step = Step(process, denoiser, xt, alpha_t, alpha_s, sigma_t, sigma_s, cond, dtype)
-    log_p = guidance.log_probs(step)
-    xs = log_p.argmax(-1) if argmax else sample_categorical(log_p, generator)
+    xs = guidance.log_probs(step).argmax(-1) if argmax else guidance.sample(step, generator)
     return xs, step.nfe

@@ -77,17 +77,29 @@ class ResumableModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.network)
 
+    def use_fused_adamw(self) -> bool:
+        """Fused AdamW (one kernel for all parameters) on CUDA, unless fp16 mixed precision: its
+        gradient scaler would leave the scaled gradients to the fused kernel, after clipping."""
+        return next(self.parameters()).is_cuda and self.trainer.precision != "16-mixed"
+
     def configure_optimizers(self):
         o = self.cfg.optim
-        fused = torch.cuda.is_available() and next(self.parameters()).is_cuda
         trainable = [p for p in self.network.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                                      weight_decay=o.weight_decay, fused=fused or None)
+                                      weight_decay=o.weight_decay, fused=self.use_fused_adamw() or None)
         s = self.cfg.lr_scheduler
         schedule = lr_lambda(s.name, warmup_steps=s.warmup_steps, base_lr=o.lr, min_lr=s.min_lr,
                              total_steps=lambda: self.planned_steps or self.cfg.trainer.max_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip the global gradient norm to trainer.gradient_clip_val (0: no clipping). Done here
+        rather than by Lightning's mixed-precision plugin, which refuses any fused optimizer even
+        under bf16, where no gradient scaler exists and the gradients are already the true ones
+        (fp16's scaler unscales them before this hook for the unfused AdamW used with it)."""
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), gradient_clip_val)
 
     def swap_ema(self) -> None:
         """Exchange live and EMA weights for validation (twice restores them), unless disabled."""
