@@ -10,12 +10,14 @@ time budget --budget-s would not cover them):
 1. limits    a bf16 8192^3 matmul (TFLOP/s) and a device-to-device copy (TB/s, read + write)
 2. checks    pass / fail: bf16 and fp32 NELBO of a fixed batch agree within 1%; the compiled
              loss equals the eager one; SDPA runs on the flash or memory-efficient kernel;
-             samples hold no mask or out-of-vocabulary id; a resumed run continues exactly; the
-             MFU formula matches PyTorch's FLOP counter
+             samples hold no mask or out-of-vocabulary id; incremental decoding (a CUDA graph per
+             step) equals a full forward pass; a resumed run continues exactly; the MFU formula
+             matches PyTorch's FLOP counter
 3. sampling  cost of one sampling step in forward passes (UDLM, MDLM: unguided, D-CFG,
              first-order D-CBG with a small classifier) at batch 256, samples/s over 128 steps
 4. decoding  AR decoding of 1,024 tokens with the KV cache against recomputing the prefix
-5. training  DiT small at LM1B shapes (L = 128, V = 30,522), UDLM / MDLM / AR, batches 64 / 256
+5. profile   the share of a UDLM training step's device time per kernel (top 12)
+6. training  DiT small at LM1B shapes (L = 128, V = 30,522), UDLM / MDLM / AR, batches 64 / 256
              / 512, bf16, eager and compiled: tokens/s, MFU, peak memory, through the real
              training step (`discdiff.training.run.fit`: the Lightning module's loss, backward,
              clipping, AdamW, EMA) on synthetic token ids (speed does not depend on the values)
@@ -57,6 +59,7 @@ from discdiff.files import write_json, write_text  # noqa: E402
 from discdiff.guidance import CBG, CFG  # noqa: E402
 from discdiff.models import SequenceClassifier, build_encoder, flops_per_token  # noqa: E402
 from discdiff.sampling import sample_autoregressive  # noqa: E402
+from discdiff.sampling.autoregressive import IncrementalDecoder  # noqa: E402
 from discdiff.training.run import fit  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16, SXM parts
@@ -246,6 +249,7 @@ class Suite:
         self.check_compile()
         self.check_sdpa()
         self.check_samples()
+        self.check_graphed_decoding()
         self.check_flops()
         self.check_resume()
 
@@ -307,6 +311,24 @@ class Suite:
             self.report.check(f"samples hold no mask / out-of-vocabulary id ({algo})", in_range and no_mask,
                               f"ids in [{int(tokens.min())}, {int(tokens.max())}], mask id {mask}"
                               + ("" if algo == "mdlm" else " (a regular token under uniform noise)"))
+
+    def check_graphed_decoding(self) -> None:
+        """Incremental decoding (CUDA: a replayed graph per step over a static cache) gives the
+        logits of a full forward pass over each prefix, in fp32 and under bf16 autocast."""
+        lm = self.model("ar").eval()
+        ids = self.tokens(4)[:, :12]
+        for bf16 in (False, True):
+            decoder = IncrementalDecoder(lm.backbone, self.s.length)
+            with torch.no_grad(), self.autocast(bf16):
+                gaps = []
+                for i in range(1, ids.shape[1] + 1):
+                    ref = lm.backbone(ids[:, :i], None)[:, -1].float()
+                    gaps.append(float((decoder.logits(ids[:, :i], None, "k") - ref).abs().max() / ref.abs().max()))
+            graphed = bool(decoder.graphs)
+            self.report.check(f"incremental decoding = full forward ({'bf16 autocast' if bf16 else 'fp32'})",
+                              max(gaps) < (5e-2 if bf16 else 1e-2) and graphed == decoder.use_graphs,
+                              f"largest gap {max(gaps):.1e} of the logits' scale over 12 steps, "
+                              + ("CUDA graph replayed" if graphed else "no graph (CPU, both fp32)"))
 
     def check_flops(self) -> None:
         from torch.utils.flop_counter import FlopCounterMode
@@ -447,6 +469,42 @@ class Suite:
             torch.cuda.reset_peak_memory_stats()
 
 
+    # -------------------------------------------------------------------------- 6. profile
+    def profile(self) -> None:
+        """Where a training step's device time goes: the loss, backward and fused AdamW of UDLM
+        at the largest batch under bf16 autocast (no Lightning), as the share of each kind of
+        kernel (the top 12 by self time), so that the next session knows what to fix first."""
+        from torch.profiler import ProfilerActivity, profile
+
+        if not self.budget.allows(30 if not self.tiny else 1):
+            return self.skip("profile")
+        batch = self.s.batches[-1]
+        lm = self.model("udlm").train()
+        optimizer = torch.optim.AdamW(lm.parameters(), lr=1e-4, fused=self.cuda or None)
+        ids = self.tokens(batch)
+        data = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        def step():
+            with self.autocast():
+                loss = lm.loss(data).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        self.timed(step, iters=1, warmup=2)
+        activities = [ProfilerActivity.CUDA] if self.cuda else [ProfilerActivity.CPU]
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            self.sync()
+        attr = "self_device_time_total" if self.cuda else "self_cpu_time_total"
+        rows = sorted(prof.key_averages(), key=lambda e: getattr(e, attr), reverse=True)
+        total = sum(getattr(e, attr) for e in rows) or 1.0
+        for e in rows[:12]:
+            self.report.figure("profile", e.key[:90].replace("|", "/"), 100 * getattr(e, attr) / total, "% of step time",
+                               algo="udlm", batch=batch, ms_per_step=round(getattr(e, attr) / 3e3, 2))
+
+
 class StepTimer(L.Callback):
     """Seconds of the optimizer steps after the first `warmup` (synchronised at both ends)."""
 
@@ -487,7 +545,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is present")
     p.add_argument("--tiny", action="store_true", help="tiny shapes (seconds): keeps the suite's code alive in CI")
     p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget; later sections are skipped")
-    p.add_argument("--sections", default="limits,checks,sampling,decoding,training",
+    p.add_argument("--sections", default="limits,checks,sampling,decoding,profile,training",
                    help="comma-separated subset, in the order given")
     args = p.parse_args(argv)
     suite = Suite(args)

@@ -141,18 +141,26 @@ def test_flop_formula_matches_pytorchs_flop_counter(causal):
     assert abs(counted / formula - 1) < 0.05, (counted, formula)
 
 
+@pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("num_classes", [None, 2])
-def test_kv_cache_matches_full_forward(num_classes):
+def test_kv_cache_matches_full_forward(num_classes, static):
+    """Chunked decoding equals one full causal pass, with the dynamic cache and with the static one
+    (fixed shapes for CUDA graphs: all keys read through a mask), which also rewinds."""
     torch.manual_seed(0)
     model = randomized(small_dit(causal=True, num_classes=num_classes))
     x = tokens()
     cond = None if num_classes is None else torch.tensor([0, 1, 2])
     full = model(x, None, cond)
-    cache = model.new_kv_cache(B, L)
+    cache = model.new_kv_cache(B, L + 3 * static, static=static)  # static: spare positions stay masked
     chunks = [model(x[:, :5], None, cond, kv_cache=cache)]  # a multi-token prefix
+    if static:  # a step taken and taken back (what capturing a CUDA graph does) leaves no trace
+        model(x[:, 7:9], None, cond, kv_cache=cache)
+        cache.rewind(5)
     chunks += [model(x[:, i:i + 1], None, cond, kv_cache=cache) for i in range(5, 9)]
     chunks.append(model(x[:, 9:], None, cond, kv_cache=cache))  # and a multi-token chunk
-    assert cache.length == L
+    assert cache.length == L and int(cache.position) == (L if static else 0)
+    if static:
+        model(x[:, :3], None, cond, kv_cache=cache)  # fills the spare positions
     torch.testing.assert_close(torch.cat(chunks, 1), full, rtol=0, atol=1e-5)
     with pytest.raises(ValueError):
         model(x[:, :1], kv_cache=cache)  # overflow

@@ -50,32 +50,64 @@ class KVCache:
     keys[i], values[i]: (B, H, max_length, Dh). ``length`` is the number of
     positions already stored; rotary positions of new tokens start there.
     Meant for decoding under ``torch.no_grad`` (the buffers are written in place).
+
+    ``static=True`` keeps every shape fixed, as a CUDA graph needs: the stored length also lives on
+    the device (``position``), new keys are written at it, and attention reads all ``max_length``
+    keys through a mask of the stored ones (`attention_inputs`).
     """
 
-    def __init__(self, n_layers, batch_size, n_heads, head_dim, max_length, device, dtype):
+    def __init__(self, n_layers, batch_size, n_heads, head_dim, max_length, device, dtype, static=False):
         shape = (batch_size, n_heads, max_length, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.batch_size, self.max_length, self.length = batch_size, max_length, 0
+        self.static = static
+        self.position = torch.zeros((), dtype=torch.long, device=device)  # = length, on the device
+
+    @property
+    def offset(self):
+        """Position of the next token: ``length``, or its device copy for a static cache."""
+        return self.position if self.static else self.length
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, H, n, Dh) after the cached prefix; return keys/values
-        (B, H, length + n, Dh) of the whole prefix including them."""
+        (B, H, length + n, Dh) of the whole prefix including them (static: all max_length)."""
         end = self.length + k.shape[2]
         if end > self.max_length:
             raise ValueError(f"KV cache overflow: {end} positions > max_length {self.max_length}")
         if k.shape[0] != self.batch_size:
             raise ValueError(f"KV cache batch {self.batch_size} != input batch {k.shape[0]}")
+        if self.static:
+            at = self.position + torch.arange(k.shape[2], device=k.device)
+            self.keys[layer].index_copy_(2, at, k.to(self.keys[layer].dtype))
+            self.values[layer].index_copy_(2, at, v.to(self.values[layer].dtype))
+            return self.keys[layer], self.values[layer]
         self.keys[layer][:, :, self.length:end] = k
         self.values[layer][:, :, self.length:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def attention_mask(self, n: int) -> torch.Tensor | None:
+        """Boolean (n, keys) mask: new query i sees keys 0 .. offset + i; None when nothing is
+        hidden (one new token of a dynamic cache)."""
+        if not self.static and n == 1:
+            return None
+        keys = torch.arange(self.max_length if self.static else self.length + n, device=self.position.device)
+        queries = self.offset + torch.arange(n, device=self.position.device)
+        return keys[None, :] <= queries[:, None]
+
     def advance(self, n: int) -> None:
         """Mark n more positions as stored (called once per forward pass)."""
         self.length += n
+        if self.static:
+            self.position += n
+
+    def rewind(self, length: int) -> None:
+        """Forget the positions from `length` on (their buffers are overwritten when reached)."""
+        self.length = length
+        self.position.fill_(length)
 
     def reset(self) -> None:
-        self.length = 0
+        self.rewind(0)
 
     def repeat_rows(self, k: int) -> "KVCache":
         """Each row's prefix repeated k times in place (row b becomes rows bk .. bk + k - 1), so k
@@ -187,14 +219,17 @@ class DiT(nn.Module):
         c = self.conditioning(sigma, cond, hidden.shape[0], hidden.device)
         return self.output_logits(hidden, c)
 
+    #: `new_kv_cache(static=True)` exists: decoding steps of fixed shapes, for CUDA graphs
+    static_kv_cache = True
+
     def new_kv_cache(self, batch_size: int, max_length: int | None = None, device=None,
-                     dtype=None) -> KVCache:
-        """Empty KV cache for incremental decoding (causal models only)."""
+                     dtype=None, static: bool = False) -> KVCache:
+        """Empty KV cache for incremental decoding (causal models only); `KVCache` for static."""
         if not self.causal:
             raise ValueError("KV caching needs a causal DiT")
         p = self.token_embedding.weight
         return KVCache(self.n_blocks, batch_size, self.n_heads, self.hidden_size // self.n_heads,
-                       max_length or self.length, device or p.device, dtype or p.dtype)
+                       max_length or self.length, device or p.device, dtype or p.dtype, static)
 
     # ---------------------------------------------------------------- forward
     def forward(self, x=None, sigma=None, cond=None, *, inputs_embeds=None,
@@ -214,7 +249,7 @@ class DiT(nn.Module):
         if kv_cache is not None:
             if not self.causal:
                 raise ValueError("kv_cache needs a causal DiT")
-            start = kv_cache.length
+            start = kv_cache.offset
         cos, sin = self.rotary.cos_sin(start, L, h.device)
         for i, block in enumerate(self.blocks):
             h = block(h, c, cos, sin, kv_cache, i)

