@@ -43,7 +43,7 @@ study() {  # ALGO METHOD [overrides...]
 }
 for algo in udlm mdlm; do
   study "$algo" cfg
-  study "$algo" cbg guidance.classifier="$ROOT/$algo-noisy"
+  study "$algo" cbg guidance.use_approx=true guidance.classifier="$ROOT/$algo-noisy"  # first-order: exact is L x V passes
 done
 study ar cfg
 study ar fudge guidance.classifier="$ROOT/ar-prefix"
