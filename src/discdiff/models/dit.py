@@ -53,7 +53,7 @@ class KVCache:
 
     ``static=True`` keeps every shape fixed, as a CUDA graph needs: the stored length also lives on
     the device (``position``), new keys are written at it, and attention reads all ``max_length``
-    keys through a mask of the stored ones (`attention_inputs`).
+    keys through a mask of the stored ones (`attention_mask`).
     """
 
     def __init__(self, n_layers, batch_size, n_heads, head_dim, max_length, device, dtype, static=False):
@@ -224,7 +224,8 @@ class DiT(nn.Module):
 
     def new_kv_cache(self, batch_size: int, max_length: int | None = None, device=None,
                      dtype=None, static: bool = False) -> KVCache:
-        """Empty KV cache for incremental decoding (causal models only); `KVCache` for static."""
+        """Empty KV cache for incremental decoding (causal models only); static=True keeps every
+        shape fixed, for CUDA graphs (see `KVCache`)."""
         if not self.causal:
             raise ValueError("KV caching needs a causal DiT")
         p = self.token_embedding.weight

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, sample_categorical
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw
 
 
 class AbsorbingProcess(DiscreteProcess):
@@ -95,9 +95,7 @@ class AbsorbingProcess(DiscreteProcess):
         x_mask = log_x_theta[..., self.mask_index].exp()
         reveal_prob = (alpha_s - alpha_t) / (1 - alpha_t + alpha_t * x_mask).clamp_min(1e-12)
         reveal = (xt == self.mask_index) & bernoulli(reveal_prob.expand(xt.shape), generator)
-        xs = xt.clone()
-        xs[reveal] = sample_categorical(log_x_theta[reveal], generator)
-        return xs
+        return redraw(xt, reveal, log_x_theta, generator)
 
     def sample_tempered(self, logits, gamma, xt, alpha_s, alpha_t, generator=None, dtype=torch.float32):
         """The D-CFG step without posteriors (SUBS). At a masked position both posteriors are
@@ -119,6 +117,4 @@ class AbsorbingProcess(DiscreteProcess):
         alpha_s, alpha_t = (as_alpha(a, xt).squeeze(-1).to(dtype) for a in (alpha_s, alpha_t))
         reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
         reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
-        xs = xt.clone()
-        xs[reveal] = sample_categorical(g[reveal], generator)
-        return xs
+        return redraw(xt, reveal, g, generator)

@@ -54,6 +54,15 @@ def temper(log_p: torch.Tensor, log_q: torch.Tensor, gamma: float) -> torch.Tens
     return mixed.masked_fill(impossible, float("-inf"))
 
 
+def redraw(xt: torch.Tensor, where: torch.Tensor, log_probs: torch.Tensor,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_t (B, L) with the positions `where` (B, L) drawn anew from log_probs (B, L, V); only
+    those rows of log_probs are read."""
+    xs = xt.clone()
+    xs[where] = sample_categorical(log_probs[where], generator)
+    return xs
+
+
 def bernoulli(prob: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Boolean tensor, True with the given elementwise probability."""
     return torch.rand(prob.shape, device=prob.device, dtype=prob.dtype, generator=generator) < prob

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, sample_categorical
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw, sample_categorical
 
 
 class UniformProcess(DiscreteProcess):
@@ -106,10 +106,10 @@ class UniformProcess(DiscreteProcess):
         x_theta_z = log_x_theta.gather(-1, xt[..., None]).squeeze(-1).to(dtype).exp()
         q_s_z = alpha_s * x_theta_z + (1 - alpha_s) / v
         keep_prob = a_ts * q_s_z / (a_ts * q_s_z + (1 - a_ts) / v)
-        redraw = ~bernoulli(keep_prob, generator)
-        from_model = redraw & bernoulli(alpha_s, generator)
+        moves = ~bernoulli(keep_prob, generator)
+        from_model = moves & bernoulli(alpha_s, generator)
         noise = torch.randint(v, xt.shape, device=xt.device, generator=generator)
-        xs = torch.where(redraw, noise, xt)
+        xs = torch.where(moves, noise, xt)
         xs[from_model] = sample_categorical(log_x_theta[from_model], generator)
         return xs
 
@@ -130,10 +130,8 @@ class UniformProcess(DiscreteProcess):
         a_ts, lse_g = (alpha_t / alpha_s).squeeze(-1), torch.logsumexp(g, dim=-1)
         g_z = g.gather(-1, xt[..., None]).squeeze(-1)
         keep_logit = torch.log(a_ts) + g_z - torch.log((1 - a_ts) / v) - lse_g  # log(keep / redraw)
-        redraw = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
-        xs = xt.clone()
-        xs[redraw] = sample_categorical(g[redraw], generator)
-        return xs
+        moves = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
+        return redraw(xt, moves, g, generator)
 
 
 def _xlogx(x: torch.Tensor) -> torch.Tensor:
