@@ -10,11 +10,13 @@ time budget --budget-s would not cover them):
 1. limits    a bf16 8192^3 matmul (TFLOP/s) and a device-to-device copy (TB/s, read + write)
 2. checks    pass / fail: bf16 and fp32 NELBO of a fixed batch agree within 1%; the compiled
              loss equals the eager one; SDPA runs on the flash or memory-efficient kernel;
-             samples hold no mask or out-of-vocabulary id; incremental decoding (a CUDA graph per
+             samples hold no mask or out-of-vocabulary id; a D-CFG step with its reductions
+             compiled draws what the eager one draws; incremental decoding (a CUDA graph per
              step) equals a full forward pass; a resumed run continues exactly; the MFU formula
              matches PyTorch's FLOP counter
-3. sampling  cost of one sampling step in forward passes (UDLM, MDLM: unguided, D-CFG,
-             first-order D-CBG with a small classifier) at batch 256, samples/s over 128 steps
+3. sampling  cost of one sampling step in forward passes (UDLM, MDLM: unguided, D-CFG eager and
+             with `sampling.compile`, first-order D-CBG with a small classifier) at batch 256,
+             samples/s over 128 steps
 4. decoding  AR decoding of 1,024 tokens with the KV cache against recomputing the prefix
 5. profile   the share of a UDLM training step's device time per kernel (top 12)
 6. training  DiT small at LM1B shapes (L = 128, V = 30,522), UDLM / MDLM / AR, batches 64 / 256
@@ -249,6 +251,7 @@ class Suite:
         self.check_compile()
         self.check_sdpa()
         self.check_samples()
+        self.check_compiled_guided_step()
         self.check_graphed_decoding()
         self.check_flops()
         self.check_resume()
@@ -311,6 +314,29 @@ class Suite:
             self.report.check(f"samples hold no mask / out-of-vocabulary id ({algo})", in_range and no_mask,
                               f"ids in [{int(tokens.min())}, {int(tokens.max())}], mask id {mask}"
                               + ("" if algo == "mdlm" else " (a regular token under uniform noise)"))
+
+    def check_compiled_guided_step(self) -> None:
+        """A D-CFG step with the process's reductions compiled (`sampling.compile`) draws what the
+        eager step draws from the same random numbers (a float rounding may flip a rare draw)."""
+        v, b = self.s.vocab, 4
+        g = torch.Generator().manual_seed(0)
+        logits = (3 * torch.randn(2, b, self.s.length, v, generator=g)).to(self.device, torch.bfloat16)
+        xt = torch.randint(v - 1, (b, self.s.length), generator=g).to(self.device)
+        backend = "inductor" if self.cuda else "aot_eager"
+        for algo in ("udlm", "mdlm"):
+            process = self.model(algo).process
+            if algo == "mdlm":
+                xt = xt.masked_fill(torch.rand(xt.shape, generator=g).to(self.device) < 0.5, v - 1)
+
+            def step():
+                alphas = torch.full((b,), 0.6, device=self.device), torch.full((b,), 0.4, device=self.device)
+                return process.sample_tempered(logits, 2.0, xt, *alphas, torch.Generator(self.device).manual_seed(1))
+
+            eager = step()
+            process.compile_sampling(backend)
+            same = float((step() == eager).float().mean())
+            self.report.check(f"compiled D-CFG step = eager step ({algo})", same >= 0.999,
+                              f"{same:.2%} of {eager.numel()} draws equal ({backend}; {eager.ne(xt).sum()} moved)")
 
     def check_graphed_decoding(self) -> None:
         """Incremental decoding (CUDA: a replayed graph per step over a static cache) gives the
@@ -392,11 +418,14 @@ class Suite:
             self.report.figure("sampling", f"{algo} forward pass", t_forward * 1e3, "ms", **shape)
             methods = {"unguided": None, "D-CFG (gamma 2)": CFG(2.0, 1, null_class=lm.num_classes),
                        "first-order D-CBG (gamma 2)": CBG(classifier, 2.0, 1, first_order=True)}
+            methods["D-CFG (gamma 2), sampling.compile"] = methods["D-CFG (gamma 2)"]
             for name, guidance in methods.items():
-                def draw(steps=self.s.cost_steps, guidance=guidance):
+                def draw(steps=self.s.cost_steps, guidance=guidance, compiled="compile" in name):
                     with torch.no_grad(), self.autocast():
-                        return lm.sample(b, steps, guidance=guidance, use_cache=True)
+                        return lm.sample(b, steps, guidance=guidance, use_cache=True, compile=compiled)
 
+                if "compile" in name and not self.cuda:
+                    lm.process.compile_sampling("aot_eager")  # CPU: the tracing path, not C++ codegen
                 per_step = self.timed(draw, iters=1) / self.s.cost_steps
                 self.report.figure("sampling", f"{algo} step, {name}", per_step / t_forward, "forward passes",
                                    **shape, ms_per_step=round(per_step * 1e3, 2))

@@ -17,7 +17,7 @@ def test_gpu_suite_tiny_on_cpu(tmp_path, cache_dir):
     assert {f["section"] for f in report["figures"]} == {"limits", "sampling", "decoding", "profile", "training"}
     assert not [n for n in report["notes"] if "failed" in n], report["notes"]
     names = {c["check"] for c in report["checks"]}
-    assert len(names) == 11 and all(c["passed"] for c in report["checks"]), report["checks"]
+    assert len(names) == 13 and all(c["passed"] for c in report["checks"]), report["checks"]
     assert any("resumed" in n for n in names) and any("FLOP" in n for n in names)
     trained = {(f["shape"]["algo"], f["shape"]["batch"]) for f in report["figures"] if f["unit"] == "tokens/s"
                and f["section"] == "training"}

@@ -121,10 +121,11 @@ def draw_samples(cfg, pipe, guidance=None) -> dict:
     return the JSON-ready record."""
     from omegaconf import OmegaConf
 
+    from .pipeline import sampler_options
+
     s, g = cfg.sampling, cfg.get("guidance")
     out = pipe.sample(s.num_samples, s.steps, label=s.label, batch_size=s.batch_size, seed=cfg.seed,
-                      progress=True, guidance=guidance, eps=s.eps, argmax=s.argmax, use_cache=s.use_cache,
-                      float64=s.float64)
+                      progress=True, guidance=guidance, **sampler_options(s))
     target = g.condition if g is not None else s.label
     return {"samples": pipe.decode(out.tokens), "token_ids": out.tokens.tolist(), "nfe": out.nfe,
             "conditions": [target] * len(out.tokens), "steps": s.steps, "label": s.label,
@@ -319,11 +320,12 @@ def _steered(pipe, s, classes: list[int], seed: int, toward):
     import torch
 
     from .evaluation.domains import Samples
+    from .pipeline import sampler_options
 
     tokens, nfe = [], 0
     for c in classes:
-        out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, eps=s.eps, argmax=s.argmax,
-                          use_cache=s.use_cache, float64=s.float64, **toward(c))
+        out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, **sampler_options(s),
+                          **toward(c))
         tokens.append(out.tokens.cpu())
         nfe = out.nfe
     tokens = torch.cat(tokens)

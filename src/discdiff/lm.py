@@ -84,6 +84,10 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
     def sample(self, num_samples: int, steps: Optional[int] = None, **kwargs) -> SampleOutput:
         """Generate `num_samples` sequences."""
 
+    def compile_sampling(self) -> None:
+        """torch.compile what the sampler can fuse; AR decoding replays CUDA graphs already
+        (`sampling.autoregressive`), so by default nothing."""
+
 
 def _count(x0, token_mask):
     if token_mask is None:
@@ -179,13 +183,19 @@ class DiffusionLM(LanguageModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 128, *, cond=None, guidance=None, eps: float = 1e-5,
-               argmax: bool = False, use_cache: bool = True, float64: bool = False,
+               argmax: bool = False, use_cache: bool = True, float64: bool = False, compile: bool = False,
                generator=None, progress: bool = False) -> SampleOutput:
         device = next(self.parameters()).device
+        if compile:
+            self.compile_sampling()
         return sample(self.process, self.schedule, self.denoiser, (num_samples, self.length), steps,
                       cond=cond, guidance=guidance, eps=eps, argmax=argmax, use_cache=use_cache,
                       time_conditioned=self.time_conditioning, float64=float64, device=device,
                       generator=generator, progress=progress)
+
+    def compile_sampling(self) -> None:
+        """The process's guided-step reductions (`DiscreteProcess.compile_sampling`)."""
+        self.process.compile_sampling()
 
 
 class AutoregressiveLM(LanguageModel):

@@ -118,7 +118,7 @@ class Pipeline:
                batch_size: Optional[int] = None, seed: Optional[int] = None, progress: bool = False,
                **options) -> SampleOutput:
         """Sample token ids (num_samples, L) in batches; options go to the family's sampler
-        (eps, argmax, use_cache, float64)."""
+        (`sampler_options`)."""
         steps = steps or self.cfg.sampling.steps
         batch_size = batch_size or num_samples
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
@@ -140,6 +140,11 @@ class Pipeline:
 
     def decode(self, token_ids) -> list[str]:
         return self.tokenizer.batch_decode(token_ids)
+
+
+def sampler_options(sampling: DictConfig) -> dict:
+    """The `sampling` section's options of the samplers (`LanguageModel.sample`)."""
+    return {k: sampling[k] for k in ("eps", "argmax", "use_cache", "float64", "compile")}
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

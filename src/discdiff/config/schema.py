@@ -346,6 +346,9 @@ class Sampling(Section):
     use_cache: bool = Field(description="reuse the denoiser's output while x_t is unchanged (absorbing models "
                                         "without time conditioning); KV cache for AR")
     float64: bool = Field(description="posterior and Gumbel noise in float64")
+    compile: bool = Field(description="torch.compile the guided steps' reductions over the vocabulary (D-CFG "
+                                      "of diffusion models; one compilation per shape and gamma, then fewer "
+                                      "passes over (B, L, V))")
     label: Optional[NonNegativeInt] = Field(description="class to condition on (conditional models); null = the "
                                                         "null class")
     output: Optional[str] = Field(description="samples file; null = run_dir/samples.json")

@@ -248,8 +248,9 @@ def image_record(samples: Samples, **info) -> dict:
 
 def unguided(pipe, s, seed: int) -> Samples:
     """s.num_samples samples of the null class (or of an unconditional model), no guidance."""
-    out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, eps=s.eps, argmax=s.argmax,
-                      use_cache=s.use_cache, float64=s.float64)
+    from ..pipeline import sampler_options
+
+    out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, **sampler_options(s))
     tokens = out.tokens.cpu()
     return Samples(pipe.decode(tokens), tokens, out.nfe, None)
 

@@ -95,7 +95,7 @@ class AbsorbingProcess(DiscreteProcess):
         x_mask = log_x_theta[..., self.mask_index].exp()
         reveal_prob = (alpha_s - alpha_t) / (1 - alpha_t + alpha_t * x_mask).clamp_min(1e-12)
         reveal = (xt == self.mask_index) & bernoulli(reveal_prob.expand(xt.shape), generator)
-        return redraw(xt, reveal, log_x_theta, generator)
+        return redraw(xt, reveal, log_x_theta[reveal], generator)
 
     def sample_tempered(self, logits, gamma, xt, alpha_s, alpha_t, generator=None, dtype=torch.float32):
         """The D-CFG step without posteriors (SUBS). At a masked position both posteriors are
@@ -103,18 +103,34 @@ class AbsorbingProcess(DiscreteProcess):
         r = (1 - alpha_s) / (1 - alpha_t), so the tempered one is  c S x_g(v)  and  r,  where
         x_g = softmax(g), g = gamma l_p + (1 - gamma) l_q over the raw logits (mask excluded) and
         log S = lse(g) - gamma lse(l_p) - (1 - gamma) lse(l_q). A masked token is revealed with
-        probability c S / (c S + r) and then drawn from x_g; unmasked tokens stay. A few passes over
-        (B, L, V) and one row per revealed token."""
+        probability c S / (c S + r) and then drawn from x_g; unmasked tokens stay. Only the
+        revealed positions build their row of g."""
         if not self.carry_over:
             return super().sample_tempered(logits, gamma, xt, alpha_s, alpha_t, generator, dtype)
         dtype = torch.promote_types(dtype, torch.float32)
-        logits = logits.to(dtype, copy=True)  # (2, B, L, V)
-        logits[..., self.mask_index] = float("-inf")
-        lse_p, lse_q = torch.logsumexp(logits, dim=-1)
-        g = torch.lerp(logits[1], logits[0], gamma)
-        g[..., self.mask_index] = float("-inf")
-        log_s = torch.logsumexp(g, dim=-1) - torch.lerp(lse_q, lse_p, gamma)
+        log_s = self.tempered_log_mass(logits, gamma, dtype)  # (B, L)
         alpha_s, alpha_t = (as_alpha(a, xt).squeeze(-1).to(dtype) for a in (alpha_s, alpha_t))
         reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
         reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
-        return redraw(xt, reveal, g, generator)
+        return redraw(xt, reveal, self.tempered_logits(logits[:, reveal], gamma, dtype), generator)
+
+    compilable = ("tempered_log_mass",)
+
+    def tempered_log_mass(self, logits: torch.Tensor, gamma: float, dtype: torch.dtype) -> torch.Tensor:
+        """log S = lse(g) - gamma lse(l_p) - (1 - gamma) lse(l_q) (...) from the two labels' raw
+        logits (2, ..., V), every log-sum-exp over the vocabulary without the mask."""
+        x = logits.to(dtype)
+        lse_p, lse_q = self._lse_without_mask(x)
+        return self._lse_without_mask(torch.lerp(x[1], x[0], gamma)) - torch.lerp(lse_q, lse_p, gamma)
+
+    def tempered_logits(self, logits: torch.Tensor, gamma: float, dtype: torch.dtype) -> torch.Tensor:
+        """g = gamma l_p + (1 - gamma) l_q (..., V) with the mask at -inf, from logits (2, ..., V)."""
+        x = logits.to(dtype)
+        g = torch.lerp(x[1], x[0], gamma)
+        g[..., self.mask_index] = float("-inf")
+        return g
+
+    def _lse_without_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """log-sum-exp over the last dimension leaving out the mask's column (two views, no copy)."""
+        m = self.mask_index
+        return torch.logaddexp(torch.logsumexp(x[..., :m], dim=-1), torch.logsumexp(x[..., m + 1 :], dim=-1))

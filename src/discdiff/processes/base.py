@@ -54,12 +54,12 @@ def temper(log_p: torch.Tensor, log_q: torch.Tensor, gamma: float) -> torch.Tens
     return mixed.masked_fill(impossible, float("-inf"))
 
 
-def redraw(xt: torch.Tensor, where: torch.Tensor, log_probs: torch.Tensor,
+def redraw(xt: torch.Tensor, where: torch.Tensor, rows: torch.Tensor,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """x_t (B, L) with the positions `where` (B, L) drawn anew from log_probs (B, L, V); only
-    those rows of log_probs are read."""
+    """x_t (B, L) with the n positions `where` (B, L) drawn anew from `rows` (n, V), their
+    (unnormalised) log-probabilities in the order of `where.nonzero()`."""
     xs = xt.clone()
-    xs[where] = sample_categorical(log_probs[where], generator)
+    xs[where] = sample_categorical(rows, generator)
     return xs
 
 
@@ -76,6 +76,20 @@ class DiscreteProcess(ABC):
 
     vocab_size: int
     uses_mask: bool = False
+    #: the process's pure reductions over (..., V) logits that `compile_sampling` compiles
+    compilable: tuple[str, ...] = ()
+    sampling_compiled: bool = False
+
+    def compile_sampling(self, backend: str = "inductor") -> None:
+        """torch.compile the per-position reductions of the guided steps (`compilable`: functions
+        of the logits without randomness), so that each reads the (2, B, L, V) logits once or twice
+        instead of writing fp32 intermediates of that size; one compilation per shape and gamma.
+        Calling it again does nothing."""
+        if self.sampling_compiled:
+            return
+        for name in self.compilable:
+            setattr(self, name, torch.compile(getattr(self, name), dynamic=False, backend=backend))
+        self.sampling_compiled = True
 
     @abstractmethod
     def sample_xt(self, x0: torch.Tensor, alpha, generator=None) -> torch.Tensor:

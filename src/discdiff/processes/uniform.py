@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw, sample_categorical
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw
 
 
 class UniformProcess(DiscreteProcess):
@@ -110,8 +110,7 @@ class UniformProcess(DiscreteProcess):
         from_model = moves & bernoulli(alpha_s, generator)
         noise = torch.randint(v, xt.shape, device=xt.device, generator=generator)
         xs = torch.where(moves, noise, xt)
-        xs[from_model] = sample_categorical(log_x_theta[from_model], generator)
-        return xs
+        return redraw(xs, from_model, log_x_theta[from_model], generator)
 
     def sample_tempered(self, logits, gamma, xt, alpha_s, alpha_t, generator=None, dtype=torch.float32):
         """The D-CFG step without posteriors. Each posterior is w(u) q_s(u) / Z (see `posterior`)
@@ -119,19 +118,32 @@ class UniformProcess(DiscreteProcess):
         one is proportional to w(u) exp(g(u)) with g = gamma log q_s,p + (1 - gamma) log q_s,q and
         log q_s = logaddexp(log alpha_s + log x_theta, log((1 - alpha_s) / V)). That is the mixture
         keep z  with weight a_ts exp(g(z))  and  draw u ~ softmax(g)  with weight k sum_u exp(g(u)).
-        A few passes over (B, L, V) and one row per redrawn token."""
+        Only the redrawn positions build their row of g."""
         dtype = torch.promote_types(dtype, torch.float32)
         v = self.vocab_size
         alpha_s, alpha_t = (as_alpha(a, xt).to(dtype) for a in (alpha_s, alpha_t))  # (B, 1, 1)
-        log_q = logits.to(dtype, copy=True)  # (2, B, L, V): log x_theta, then log q_s, in place
-        log_q -= torch.logsumexp(log_q, dim=-1, keepdim=True) - torch.log(alpha_s)
-        torch.logaddexp(log_q, torch.log((1 - alpha_s) / v), out=log_q)
-        g = log_q[1].lerp_(log_q[0], gamma)  # (B, L, V)
-        a_ts, lse_g = (alpha_t / alpha_s).squeeze(-1), torch.logsumexp(g, dim=-1)
-        g_z = g.gather(-1, xt[..., None]).squeeze(-1)
+        log_alpha_s, log_floor = torch.log(alpha_s), torch.log((1 - alpha_s) / v)
+        lse_g, g_z = self.tempered_keep_terms(logits, gamma, xt, log_alpha_s, log_floor, dtype)  # (B, L)
+        a_ts = (alpha_t / alpha_s).squeeze(-1)
         keep_logit = torch.log(a_ts) + g_z - torch.log((1 - a_ts) / v) - lse_g  # log(keep / redraw)
         moves = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
+        log_alpha_s, log_floor = (a.expand(*xt.shape, 1)[moves] for a in (log_alpha_s, log_floor))  # (n, 1)
+        g = self.tempered_log_q(logits[:, moves], gamma, log_alpha_s, log_floor, dtype)
         return redraw(xt, moves, g, generator)
+
+    compilable = ("tempered_keep_terms",)
+
+    @staticmethod
+    def tempered_log_q(logits, gamma: float, log_alpha_s, log_floor, dtype: torch.dtype) -> torch.Tensor:
+        """g = gamma log q_s,p + (1 - gamma) log q_s,q (..., V) from the two labels' raw logits
+        (2, ..., V); log_alpha_s and log_floor = log((1 - alpha_s) / V) broadcast as (..., 1)."""
+        log_q = torch.logaddexp(logits.to(dtype).log_softmax(dim=-1) + log_alpha_s, log_floor)
+        return torch.lerp(log_q[1], log_q[0], gamma)
+
+    def tempered_keep_terms(self, logits, gamma: float, xt, log_alpha_s, log_floor, dtype: torch.dtype):
+        """(lse_u g(u), g(x_t)), each (B, L), for logits (2, B, L, V)."""
+        g = self.tempered_log_q(logits, gamma, log_alpha_s, log_floor, dtype)
+        return torch.logsumexp(g, dim=-1), g.gather(-1, xt[..., None]).squeeze(-1)
 
 
 def _xlogx(x: torch.Tensor) -> torch.Tensor:
