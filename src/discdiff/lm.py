@@ -124,7 +124,7 @@ class DiffusionLM(LanguageModel):
 
     def nelbo_terms(self, x0, cond=None) -> dict[str, torch.Tensor]:
         """One-sample NELBO terms per position (B, L) at random times (diffusion, recon, prior and
-        their sum nelbo), and log_x_theta (B, L, V)."""
+        their sum nelbo; continuous time also gives log_lik, log x_theta(x0) (B, L))."""
         b, device = x0.shape[0], x0.device
         common = dict(cond=cond, reduce=False)
         if self.T > 0:
@@ -167,9 +167,9 @@ class DiffusionLM(LanguageModel):
         x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, include_padding)
         terms = self.nelbo_terms(x0, cond)
         count = _count(x0, trained)
-        per_position = objectives.simple_ce(terms["log_x_theta"], x0, reduce=False) if self.use_simple_ce_loss \
+        per_position = objectives.simple_ce(terms["log_lik"], reduce=False) if self.use_simple_ce_loss \
             else terms["nelbo"]
-        logged = {k: _sum(v.detach(), trained) / count for k, v in terms.items() if v.dim() == 2}
+        logged = {k: _sum(terms[k].detach(), trained) / count for k in ("diffusion", "recon", "prior", "nelbo")}
         return LossOutput(_sum(per_position, trained) / count, _sum(terms["nelbo"].detach(), counted),
                           _count(x0, counted), logged)
 

@@ -99,19 +99,17 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
     """One-sample estimate of the continuous-time NELBO terms at times t (B,).
 
     Returns `diffusion` (B,) = sum_l integrand_l(t) for one x_t ~ q(x_t | x0) (its expectation over
-    t ~ U[0, 1] is the diffusion term), `recon` (B,) and `prior` (B,), and `log_x_theta`
-    (B, L, V) for metrics.
+    t ~ U[0, 1] is the diffusion term), `recon` (B,) and `prior` (B,), and `log_lik` (B, L), the
+    prediction's log x_theta(x0) (for `simple_ce`).
     """
     alpha, dalpha = schedule(t)
     xt = process.sample_xt(x0, alpha, generator)
-    log_x_theta = predict(process, schedule, denoiser, xt, t, cond)
-    integrand = process.nelbo_integrand(log_x_theta, x0, xt, alpha, dalpha)
+    integrand, log_lik = process.training_terms(denoiser(xt, schedule.sigma(t), cond), x0, xt, alpha, dalpha)
     return {
         "diffusion": _masked_sum(integrand, token_mask, reduce),
         "recon": reconstruction_nll(process, schedule, denoiser, x0, cond, token_mask, generator, reduce),
         "prior": prior_term(process, schedule, x0, token_mask, reduce),
-        "log_x_theta": log_x_theta,
-        "xt": xt,
+        "log_lik": log_lik,
     }
 
 
@@ -151,15 +149,16 @@ def discrete_nelbo_terms(process, schedule, denoiser, x0, T: int, i: torch.Tenso
     return _masked_sum(kl.sum(-1), token_mask, reduce)
 
 
-def simple_ce(log_x_theta: torch.Tensor, x0: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
-    """Unweighted cross-entropy -sum_l log x_theta^l(x0^l) (B,) (`use_simple_ce_loss`)."""
-    nll = -log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
-    return _masked_sum(nll, token_mask, reduce)
+def simple_ce(log_lik: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
+    """Unweighted cross-entropy -sum_l log x_theta^l(x0^l) (B,) (`use_simple_ce_loss`), from the
+    prediction's log-likelihoods of x0 (B, L)."""
+    return _masked_sum(-log_lik, token_mask, reduce)
 
 
 def autoregressive_nll(logits: torch.Tensor, x0: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
     """Next-token cross-entropy (B,): logits (B, L, V) at position l predict x0 at l + 1.
     The first token (bos) is given, so L - 1 tokens are scored (reduce=False: (B, L - 1))."""
-    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), x0[:, 1:], reduction="none")
+    nll = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), x0[:, 1:].flatten(), reduction="none")
+    nll = nll.view(x0.shape[0], -1)  # rows of V stay contiguous: no transposed copy of (B, L, V)
     mask = None if token_mask is None else token_mask[:, 1:]
     return _masked_sum(nll, mask, reduce)

@@ -376,7 +376,8 @@ class Eval(Section):
                                                      "and reachable); null = <data cache>/inception (the real "
                                                      "statistics are cached in <data cache>/image_stats)")
     judge: str = Field(description="eval gen-ppl and the text study: the causal LM judging fluency: a HuggingFace "
-                                   "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline)")
+                                   "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline); "
+                                   "none: the text study leaves the fluency columns out")
     judge_batch_size: PositiveInt = Field(description="samples per batch of the judge")
     output_dir: Optional[str] = Field(description="null = run_dir/eval")
 

@@ -128,7 +128,9 @@ class TextMetrics(DomainMetrics):
     """Text (paper Sec. 5.3, Amazon Polarity): how often the evaluation classifier gives the target
     class (`target_accuracy`, which therefore needs `study.eval_classifier`) against the fluency of
     the samples under a causal LM judge (`eval.judge`: generative perplexity, with the unigram
-    entropy and n-gram diversity that expose a collapsed sampler; `evaluation.text`)."""
+    entropy and n-gram diversity that expose a collapsed sampler; `evaluation.text`).
+    `eval.judge=none` leaves the fluency columns out (sample where a GPU is, judge the kept samples
+    elsewhere: bench/rescore_text_study.py)."""
 
     title = "Sentiment guidance"
     x = Axis("gen_ppl", "generative perplexity (judge; lower is more fluent)")
@@ -141,18 +143,23 @@ class TextMetrics(DomainMetrics):
         if classifier is None:
             raise ConfigError("the text guidance study scores the target class with an evaluation classifier: "
                               "set study.eval_classifier=RUN_DIR (train-classifier classifier.kind=clean)")
-        self.judge = load_judge(judge_path(cfg.eval.judge), device=pipe.device)
+        self.judge = None if cfg.eval.judge == "none" else load_judge(judge_path(cfg.eval.judge), device=pipe.device)
         self.batch_size = cfg.eval.judge_batch_size
 
     def score(self, samples: Samples) -> dict:
-        from .text import evaluate_text_samples
-
-        scores = evaluate_text_samples(samples.texts, self.judge, batch_size=self.batch_size, progress=False)
-        return {k: scores[k] for k in ("gen_ppl", "mean_sample_ppl", "entropy", "diversity", "num_tokens")}
+        return {} if self.judge is None else fluency(samples.texts, self.judge, self.batch_size)
 
     @property
     def shown(self) -> tuple[str, ...]:
         return "gen_ppl", "entropy", "diversity"
+
+
+def fluency(texts: list[str], judge, batch_size: int) -> dict:
+    """The text study's fluency columns of one setting's samples under a loaded judge."""
+    from .text import evaluate_text_samples
+
+    scores = evaluate_text_samples(texts, judge, batch_size=batch_size, progress=False)
+    return {k: scores[k] for k in ("gen_ppl", "mean_sample_ppl", "entropy", "diversity", "num_tokens")}
 
 
 def judge_path(judge: str) -> str:

@@ -71,11 +71,25 @@ class AbsorbingProcess(DiscreteProcess):
         integrand_l = [x_t^l = m] * (-alpha'_t / (1 - alpha_t)) * (-log x_theta^l(x0^l)).
         It assumes carry-over (SUBS); without it only the discrete-time NELBO applies.
         """
+        return self._weighted_nll(-log_x_theta.gather(-1, x0[..., None]).squeeze(-1), xt, alpha, dalpha)
+
+    def _weighted_nll(self, nll, xt, alpha, dalpha):
         alpha, dalpha = as_alpha(alpha, xt).squeeze(-1), as_alpha(dalpha, xt).squeeze(-1)
-        masked = xt == self.mask_index
-        nll = -log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
         weight = -dalpha / (1 - alpha).clamp_min(1e-12)
-        return torch.where(masked, weight * nll, torch.zeros_like(nll))
+        return torch.where(xt == self.mask_index, weight * nll, torch.zeros_like(nll))
+
+    def training_terms(self, logits, x0, xt, alpha, dalpha):
+        """Under SUBS the integrand reads one entry per row: log x_theta(x0) = l(x0) - lse_{v != m} l(v)
+        at a masked position and 0 at an unmasked one (carried over, and x_t = x0 there), so the
+        (B, L, V) log-softmax of `predict_x0` is never built (one fp32 copy of the logits, one
+        log-sum-exp; its backward is one softmax)."""
+        if not self.carry_over:
+            return super().training_terms(logits, x0, xt, alpha, dalpha)
+        x = logits.to(torch.float32, copy=True)
+        x[..., self.mask_index] = float("-inf")
+        log_lik = x.gather(-1, x0[..., None]).squeeze(-1) - torch.logsumexp(x, dim=-1)
+        log_lik = torch.where(xt == self.mask_index, log_lik, torch.zeros_like(log_lik))
+        return self._weighted_nll(-log_lik, xt, alpha, dalpha), log_lik
 
     def prior_kl(self, x0, alpha_1):
         """KL(q(x_1 | x0) || all-mask) per position.

@@ -120,6 +120,14 @@ class DiscreteProcess(ABC):
         E_{x_t ~ q(x_t | x0)}[sum_l integrand].
         """
 
+    def training_terms(self, logits, x0, xt, alpha, dalpha) -> tuple[torch.Tensor, torch.Tensor]:
+        """(NELBO integrand, log x_theta(x0)), each (B, L), straight from the network's logits
+        (B, L, V): what training reads. This default goes through `predict_x0`; a process whose
+        integrand needs one entry per row overrides it to skip the (B, L, V) log-probabilities."""
+        log_x_theta = self.predict_x0(logits, xt)
+        log_lik = log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
+        return self.nelbo_integrand(log_x_theta, x0, xt, alpha, dalpha), log_lik
+
     @abstractmethod
     def prior_kl(self, x0: torch.Tensor, alpha_1) -> torch.Tensor:
         """KL(q(x_1 | x0) || pi) per position (B, L)."""

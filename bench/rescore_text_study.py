@@ -1,0 +1,59 @@
+"""Judge the kept samples of a text guidance study again: fill or replace each row's fluency
+columns (gen_ppl, mean_sample_ppl, entropy, diversity, num_tokens) under another causal LM judge.
+
+The study's samples can then be drawn where a GPU is (`eval guidance ... eval.judge=none`) and
+judged on a machine that holds the judge, here the offline SmolLM2-135M of our CPU runs:
+
+    python bench/rescore_text_study.py runs/text-gpu/study --judge smollm2
+
+Rows are matched to their samples by model, method, gamma and seed
+(`samples/<model>_<method>_g<gamma>_s<seed>.json`, as `evaluation.guidance_study` writes them);
+the table and the Pareto plot are rewritten in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from discdiff.evaluation import guidance_study as study  # noqa: E402
+from discdiff.evaluation.domains import TextMetrics, fluency, judge_path  # noqa: E402
+from discdiff.evaluation.tables import write_metrics  # noqa: E402
+from discdiff.evaluation.text import load_judge  # noqa: E402
+
+
+def rescore(study_dir: Path, judge_name: str, batch_size: int) -> list[dict]:
+    table_path = study_dir / f"{study.TABLE}.json"
+    if not table_path.exists():
+        raise SystemExit(f"{table_path} does not exist: give the folder of an `eval guidance` study")
+    table = json.loads(table_path.read_text())
+    judge = load_judge(judge_path(judge_name))
+    for row in table:
+        if row.get("method") == "data":
+            continue
+        name = f"{row['model']}_{row['method']}_g{float(row['gamma']):g}_s{row['seed']}"
+        samples = json.loads((study_dir / "samples" / f"{name}.json").read_text())["samples"]
+        row.update(fluency(samples, judge, batch_size), judge=judge_name)
+        print(f"{name}: gen_ppl {row['gen_ppl']:.1f}, entropy {row['entropy']:.2f}, "
+              f"target_accuracy {row.get('target_accuracy', '')}", flush=True)
+    write_metrics(table, study_dir, study.TABLE)
+    study.pareto_plot(table, study_dir / "guidance_pareto.png", TextMetrics)
+    return table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("study_dir", type=Path)
+    p.add_argument("--judge", default="smollm2", help="as eval.judge: HF name or folder, GGUF file, smollm2")
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args(argv)
+    rescore(args.study_dir, args.judge, args.batch_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
