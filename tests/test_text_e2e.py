@@ -4,7 +4,9 @@ label-conditional UDLM and a clean evaluation classifier train through the comma
 the text metrics; bad judges and samples files are refused in one line."""
 
 import csv
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,23 @@ def test_sentiment_guidance_study(text_runs, tiny_judge_dir, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "gamma,seed,num_samples,gen_ppl,entropy,diversity,target_accuracy"
     assert main(common) == 2
     assert "set study.eval_classifier=RUN_DIR" in capsys.readouterr().err
+
+
+def test_study_sampled_without_judge_is_judged_later(text_runs, tiny_judge_dir, tmp_path):
+    """`eval.judge=none` leaves the fluency columns out (sample where the GPU is);
+    bench/rescore_text_study.py fills them from the kept samples (judge where the judge is)."""
+    study = tmp_path / "study"
+    assert main(["eval", "guidance", f"run_dir={text_runs / 'udlm'}", "guidance=cfg", "study.gammas=[0,2]",
+                 "sampling.num_samples=4", "sampling.batch_size=4", "sampling.steps=4", f"study.output_dir={study}",
+                 "eval.judge=none", f"study.eval_classifier={text_runs / 'clean'}"]) == 0
+    rows = json.loads((study / "guidance.json").read_text())
+    assert all("gen_ppl" not in r and 0 <= r["target_accuracy"] <= 1 for r in rows)
+    path = Path(__file__).resolve().parents[1] / "bench" / "rescore_text_study.py"
+    spec = importlib.util.spec_from_file_location("rescore_text_study", path)
+    rescore = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rescore)
+    assert rescore.main([str(study), "--judge", str(tiny_judge_dir)]) == 0
+    judged = json.loads((study / "guidance.json").read_text())
+    assert [r["target_accuracy"] for r in judged] == [r["target_accuracy"] for r in rows]
+    assert all(r["gen_ppl"] > 1 and r["entropy"] >= 0 and r["judge"] == str(tiny_judge_dir) for r in judged)
+    assert (study / "guidance_pareto.png").stat().st_size > 5_000
