@@ -15,10 +15,12 @@ from discdiff.models import count_parameters, flops_per_token
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
+    p.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
+                   help="fused AdamW (auto: on CUDA only, as training does)")
     args = p.parse_args()
     lm, shape = build(args)
     device = args.device
-    fused = device.startswith("cuda")
+    fused = device.startswith("cuda") if args.fused == "auto" else args.fused == "on"
     optimizer = torch.optim.AdamW(lm.parameters(), lr=3e-4, fused=fused or None)
     ids = torch.randint(0, shape["vocab_size"] - 1, (args.batch, shape["length"]), device=device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -33,7 +35,7 @@ def main() -> None:
     seconds = timed(step, args.iters, args.warmup, device)
     tokens_per_s = args.batch * shape["length"] / seconds
     flops = flops_per_token(lm.backbone, shape["length"])
-    line = (f"train {args.algo} {args.model} {args.shape} batch={args.batch} compile={args.compile} "
+    line = (f"train {args.algo} {args.model} {args.shape} batch={args.batch} compile={args.compile} fused={fused} "
             f"params={count_parameters(lm) / 1e6:.1f}M: {seconds * 1e3:.1f} ms/step, {tokens_per_s:,.0f} tokens/s")
     if device.startswith("cuda"):
         line += f", MFU {tokens_per_s * flops / (args.peak_tflops * 1e12):.1%}"

@@ -20,6 +20,7 @@ class AbsorbingProcess(DiscreteProcess):
     """Masking process over a vocabulary of `vocab_size` ids of which `mask_index` is the mask."""
 
     uses_mask = True
+    compilable = ("tempered_log_mass",)
 
     def __init__(self, vocab_size: int, mask_index: int, *, carry_over: bool = True, subs_masking: bool = True):
         if not 0 <= mask_index < vocab_size:
@@ -127,8 +128,6 @@ class AbsorbingProcess(DiscreteProcess):
         reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
         reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
         return redraw(xt, reveal, self.tempered_logits(logits[:, reveal], gamma, dtype), generator)
-
-    compilable = ("tempered_log_mass",)
 
     def tempered_log_mass(self, logits: torch.Tensor, gamma: float, dtype: torch.dtype) -> torch.Tensor:
         """log S = lse(g) - gamma lse(l_p) - (1 - gamma) lse(l_q) (...) from the two labels' raw

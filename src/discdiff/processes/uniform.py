@@ -17,6 +17,8 @@ from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw
 class UniformProcess(DiscreteProcess):
     """Uniform-noise process over a vocabulary of `vocab_size` ids."""
 
+    compilable = ("tempered_keep_terms",)
+
     def __init__(self, vocab_size: int):
         if vocab_size < 2:
             raise ValueError(f"uniform process needs vocab_size >= 2, got {vocab_size}")
@@ -130,8 +132,6 @@ class UniformProcess(DiscreteProcess):
         log_alpha_s, log_floor = (a.expand(*xt.shape, 1)[moves] for a in (log_alpha_s, log_floor))  # (n, 1)
         g = self.tempered_log_q(logits[:, moves], gamma, log_alpha_s, log_floor, dtype)
         return redraw(xt, moves, g, generator)
-
-    compilable = ("tempered_keep_terms",)
 
     @staticmethod
     def tempered_log_q(logits, gamma: float, log_alpha_s, log_floor, dtype: torch.dtype) -> torch.Tensor:
