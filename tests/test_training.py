@@ -73,7 +73,7 @@ def test_two_process_ddp_on_cpu(tmp_path, cache_dir):
 
 def test_time_budget_plans_the_steps_and_lays_the_schedule_over_them(tmp_path, cache_dir, quick_overrides,
                                                                        monkeypatch, capsys):
-    """With trainer.max_minutes the run measures its speed during the warm-up and trains the steps
+    """With trainer.max_minutes the run measures its speed during the warm-up (its second half) and trains the steps
     that fit; it is then the same run as one configured with that many steps (same LR schedule,
     same losses), and a resumed run keeps the plan."""
     from discdiff.training import budget
@@ -81,12 +81,13 @@ def test_time_budget_plans_the_steps_and_lays_the_schedule_over_them(tmp_path, c
     assert budget.plan_steps(10, rate=5.0, seconds_left=4.0, max_steps=100, every=10) == 20
     assert budget.plan_steps(10, rate=5.0, seconds_left=1e6, max_steps=100, every=10) == 100
     assert budget.plan_steps(10, rate=0.1, seconds_left=1.0, max_steps=100, every=10) == 11
-    clock = iter([0.0, 2.0])  # the warm-up (10 steps) takes 2 s: 5 steps/s
+    # the warm-up's 10 steps: the first 5 take 1.5 s (start-up), the next 5 take 1 s: 5 steps/s
+    clock = iter([0.0, 1.5, 2.5])
     monkeypatch.setattr(budget.TimeBudget, "clock", staticmethod(lambda: next(clock)))
     common = quick_overrides + ["algo=udlm", "lr_scheduler.warmup_steps=10", "lr_scheduler.min_lr=1e-5",
                                 "trainer.val_check_interval=10", "checkpointing.every_n_steps=10"]
     train(compose(common + [f"run_dir={tmp_path / 'budget'}", "trainer.max_steps=100", "trainer.max_minutes=0.1"]))
-    assert "5.0 steps/s over the first 10 steps -> 20 steps in all" in capsys.readouterr().out
+    assert "5.0 steps/s over steps 5-10 -> 20 steps in all" in capsys.readouterr().out
     monkeypatch.undo()
     train(compose(common + [f"run_dir={tmp_path / 'fixed'}", "trainer.max_steps=20"]))
     planned, fixed = read_metric(tmp_path / "budget", "train/loss"), read_metric(tmp_path / "fixed", "train/loss")

@@ -1,7 +1,8 @@
 """A run sized to the machine: `trainer.max_minutes` plans the number of optimizer steps.
 
 After `calibration` steps (no later than the end of the LR warm-up, which does not depend on the
-run's length) the measured rate fixes the plan:
+run's length) the rate measured over their second half (the first steps of a run are slower:
+threads, allocator and data loader warm up) fixes the plan:
 
     planned = min(trainer.max_steps, steps done + rate x minutes left x 0.97),
 
@@ -26,27 +27,32 @@ class TimeBudget(L.Callback):
 
     def __init__(self, minutes: float, calibration: int):
         self.seconds, self.calibration = 60.0 * minutes, max(1, calibration)
-        self._start = self._first = None
+        self._start = self._first = self._mid = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         if module.planned_steps is not None:  # resumed: the plan was made when the run started
             trainer.fit_loop.epoch_loop.max_steps = module.planned_steps
             return
         self._start, self._first = self.clock(), trainer.global_step
+        self._mid = (self._start, self._first) if self.calibration < 2 else None
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx) -> None:
-        if module.planned_steps is not None or trainer.global_step < self._first + self.calibration:
+        if module.planned_steps is not None:
             return
-        elapsed = self.clock() - self._start
-        rate = (trainer.global_step - self._first) / elapsed
-        plan = plan_steps(trainer.global_step, rate, self.seconds - elapsed, trainer.max_steps,
+        step = trainer.global_step
+        if self._mid is None and step >= self._first + self.calibration // 2:
+            self._mid = (self.clock(), step)
+        if step < self._first + self.calibration:
+            return
+        now = self.clock()
+        rate = (step - self._mid[1]) / (now - self._mid[0])
+        plan = plan_steps(step, rate, self.seconds - (now - self._start), trainer.max_steps,
                           module.cfg.trainer.val_check_interval)
         module.planned_steps = plan
         trainer.fit_loop.epoch_loop.max_steps = plan
         if trainer.is_global_zero:
-            print(f"time budget {self.seconds / 60:g} min: {rate:.1f} steps/s over the first "
-                  f"{trainer.global_step - self._first} steps -> {plan} steps in all (the LR schedule spans them)",
-                  flush=True)
+            print(f"time budget {self.seconds / 60:g} min: {rate:.1f} steps/s over steps {self._mid[1]}-{step} "
+                  f"-> {plan} steps in all (the LR schedule spans them)", flush=True)
 
 
 def plan_steps(done: int, rate: float, seconds_left: float, max_steps: int, every: int) -> int:
