@@ -444,8 +444,9 @@ def _quiet_lightning() -> None:
 def _yielding_threads() -> None:
     """Let torch's OpenMP threads yield a core another program needs. libgomp's waiting threads
     spin 300,000 times at every barrier by default; with one of two cores busy elsewhere that made
-    the demo's training 13x slower (bench/demo_threads.sh). 10,000 spins cost nothing on an idle
-    machine and cut that slowdown to about 3x. Set before torch loads; an exported value wins."""
+    short demo trainings 11x slower (bench/demo_threads.sh, BENCHMARKS.md). 10,000 spins cut that to
+    2.4x for a quarter of the idle speed (1,000: 1.2x, a third). Set before torch loads; an exported
+    value wins."""
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
