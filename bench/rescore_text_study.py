@@ -31,12 +31,18 @@ def rescore(study_dir: Path, judge_name: str, batch_size: int) -> list[dict]:
     if not table_path.exists():
         raise SystemExit(f"{table_path} does not exist: give the folder of an `eval guidance` study")
     table = json.loads(table_path.read_text())
-    judge = load_judge(judge_path(judge_name))
+    try:
+        judge = load_judge(judge_path(judge_name))
+    except ValueError as err:  # one line naming the judge and what was tried
+        raise SystemExit(str(err)) from None
     for row in table:
         if row.get("method") == "data":
             continue
         name = f"{row['model']}_{row['method']}_g{float(row['gamma']):g}_s{row['seed']}"
-        samples = json.loads((study_dir / "samples" / f"{name}.json").read_text())["samples"]
+        path = study_dir / "samples" / f"{name}.json"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: the study keeps one samples file per row of {table_path}")
+        samples = json.loads(path.read_text())["samples"]
         row.update(fluency(samples, judge, batch_size), judge=judge_name)
         print(f"{name}: gen_ppl {row['gen_ppl']:.1f}, entropy {row['entropy']:.2f}, "
               f"target_accuracy {row.get('target_accuracy', '')}", flush=True)

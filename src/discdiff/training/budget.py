@@ -26,15 +26,14 @@ class TimeBudget(L.Callback):
     clock = staticmethod(time.perf_counter)
 
     def __init__(self, minutes: float, calibration: int):
-        self.seconds, self.calibration = 60.0 * minutes, max(1, calibration)
+        self.seconds, self.calibration = 60.0 * minutes, max(2, calibration)  # a rate needs a second half
         self._start = self._first = self._mid = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         if module.planned_steps is not None:  # resumed: the plan was made when the run started
             trainer.fit_loop.epoch_loop.max_steps = module.planned_steps
             return
-        self._start, self._first = self.clock(), trainer.global_step
-        self._mid = (self._start, self._first) if self.calibration < 2 else None
+        self._start, self._first, self._mid = self.clock(), trainer.global_step, None
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx) -> None:
         if module.planned_steps is not None:
