@@ -56,18 +56,20 @@ def test_resumed_run_continues_exactly(tmp_path, cache_dir, quick_overrides):
 
 
 def test_two_process_ddp_on_cpu(tmp_path, cache_dir):
-    """Lightning DDP with the gloo backend, two CPU processes, through the command line."""
+    """Lightning DDP with the gloo backend, two CPU processes, through the command line, sized by
+    a time budget (the demo's set-up): the ranks agree on the plan and stop together."""
     from conftest import QUICK
 
     env = {**os.environ, "DISCDIFF_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "discdiff.cli", "train", *QUICK, f"run_dir={tmp_path}", "algo=mdlm",
-           "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=6", "trainer.val_check_interval=6",
-           "checkpointing.every_n_steps=6"]
+           "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=12", "trainer.max_minutes=10",
+           "lr_scheduler.warmup_steps=10", "trainer.val_check_interval=6", "checkpointing.every_n_steps=6"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "world_size: 2" in result.stderr or "MEMBER: 2/2" in result.stderr
+    assert result.stdout.count("steps in all") == 1 and "-> 12 steps in all" in result.stdout
     loss = read_metric(tmp_path, "train/loss")
-    assert sorted(loss) == list(range(6))
+    assert sorted(loss) == list(range(12))
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
@@ -96,6 +98,32 @@ def test_time_budget_plans_the_steps_and_lays_the_schedule_over_them(tmp_path, c
     assert read_metric(tmp_path / "budget", "train/lr") == pytest.approx(read_metric(tmp_path / "fixed", "train/lr"))
     state = torch.load(tmp_path / "budget" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["discdiff"]["planned_steps"] == 20 and state["global_step"] == 20
+
+
+def test_time_budget_takes_rank_zeros_plan(monkeypatch):
+    """Under DDP each rank measures its own rate; all of them must stop at rank 0's plan (a rank
+    that planned one validation interval more would wait forever for the others)."""
+    from types import SimpleNamespace
+
+    from discdiff.training import budget
+
+    class Strategy:
+        def broadcast(self, obj, src=0):
+            assert src == 0
+            return 40  # what rank 0 planned
+
+    clock = iter([0.0, 1.0, 2.0])
+    monkeypatch.setattr(budget.TimeBudget, "clock", staticmethod(lambda: next(clock)))
+    epoch_loop = SimpleNamespace(max_steps=1000)
+    trainer = SimpleNamespace(global_step=0, max_steps=1000, strategy=Strategy(), is_global_zero=False,
+                              fit_loop=SimpleNamespace(epoch_loop=epoch_loop))
+    module = SimpleNamespace(planned_steps=None, cfg=SimpleNamespace(trainer=SimpleNamespace(val_check_interval=10)))
+    callback = budget.TimeBudget(minutes=1.0, calibration=10)
+    callback.on_train_start(trainer, module)
+    for step in range(1, 11):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, module, None, None, step)
+    assert module.planned_steps == epoch_loop.max_steps == 40  # this rank alone would plan 290
 
 
 def test_fused_adamw_under_bf16_autocast_trains_and_clips(tmp_path, cache_dir, quick_overrides, monkeypatch):

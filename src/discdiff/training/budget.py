@@ -10,7 +10,7 @@ rounded down to a multiple of `trainer.val_check_interval` (so the last step is 
 best.ckpt can hold the final model). The LR schedule is laid out over the planned steps from the
 start, so a run that plans 3,300 steps decays exactly as one configured with max_steps=3300:
 the result depends on the machine's speed, never on where a clock happened to stop it. The plan
-travels in checkpoints; a resumed run keeps it.
+travels in checkpoints; a resumed run keeps it. Under DDP every rank takes rank 0's plan.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class TimeBudget(L.Callback):
         rate = (step - self._mid[1]) / (now - self._mid[0])
         plan = plan_steps(step, rate, self.seconds - (now - self._start), trainer.max_steps,
                           module.cfg.trainer.val_check_interval)
+        plan = trainer.strategy.broadcast(plan, src=0)  # one plan for all ranks, or the last step would hang
         module.planned_steps = plan
         trainer.fit_loop.epoch_loop.max_steps = plan
         if trainer.is_global_zero:
