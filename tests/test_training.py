@@ -68,6 +68,8 @@ def test_two_process_ddp_on_cpu(tmp_path, cache_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "world_size: 2" in result.stderr or "MEMBER: 2/2" in result.stderr
     assert result.stdout.count("steps in all") == 1 and "-> 12 steps in all" in result.stdout
+    assert result.stdout.count("run folder:") == 1
+    assert "sync_dist=True" not in result.stderr  # validation sums over ranks itself
     loss = read_metric(tmp_path, "train/loss")
     assert sorted(loss) == list(range(12))
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()

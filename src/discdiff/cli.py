@@ -105,15 +105,21 @@ def _method_options(g) -> dict:
 def cmd_train(cfg) -> None:
     from .training.run import train
 
-    run_dir = train(cfg)
-    print(f"run folder: {run_dir}")
+    _report_run_folder(train(cfg))
 
 
 def cmd_train_classifier(cfg) -> None:
     from .training.run import train_classifier
 
-    run_dir = train_classifier(cfg)
-    print(f"run folder: {run_dir}")
+    _report_run_folder(train_classifier(cfg))
+
+
+def _report_run_folder(run_dir) -> None:
+    """Name the run folder once: from global rank 0 of a multi-process (DDP) run."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(f"run folder: {run_dir}")
 
 
 def draw_samples(cfg, pipe, guidance=None) -> dict:
@@ -435,10 +441,13 @@ class _NoAdverts(logging.Filter):
 
 
 def _quiet_lightning() -> None:
-    """Keep the job log to what a user acts on: no cloud-logger tip, and no deprecation warning
-    that Lightning's own pytree helper raises under newer torch (nothing a user can change)."""
+    """Keep the job log to what a user acts on: no cloud-logger tip, no deprecation warning
+    that Lightning's own pytree helper raises under newer torch (nothing a user can change), and
+    under DDP no advice to sync the validation metrics (the modules sum them over ranks before
+    logging them)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
 
 
 def _yielding_threads() -> None:
