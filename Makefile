@@ -37,7 +37,7 @@ demo: $(VENV)/.installed-demo
 	RUN=$(RUN) DISCDIFF=$(VENV)/bin/discdiff bash scripts/demo.sh
 
 docs: $(VENV)/.installed-test
-	$(PY) -m discdiff.config.reference --write README.md
+	$(PY) -m discdiff.config.reference --write docs/configuration.md
 
 # Wheels for bench/gpu_suite.py on the device machine (Python 3.12): see bench/README.md.
 gpu-wheels: | $(PY)

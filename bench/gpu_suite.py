@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT / "src"))  # the checkout's discdiff, installed or n
 import lightning as L  # noqa: E402
 
 from discdiff.config import compose  # noqa: E402
-from discdiff.data.tokens import Padded, Specials, Tokens  # noqa: E402
+from discdiff.data.sequences import Padded, Specials  # noqa: E402
+from discdiff.data.token_files import Tokens  # noqa: E402
 from discdiff.factory import build_language_model  # noqa: E402
 from discdiff.files import write_json, write_text  # noqa: E402
 from discdiff.guidance import CBG, CFG  # noqa: E402

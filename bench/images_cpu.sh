@@ -23,7 +23,7 @@ for algo in mdlm udlm; do
   for steps in 128 32; do
     "$D" eval guidance experiment=fashion_mnist run_dir="$ROOT/$algo" study.name="$algo-T$steps" guidance=cfg \
       "study.gammas=[0,1,4]" "study.conditions=[0,1,2,3,4,5,6,7,8,9]" sampling.num_samples="$N" sampling.batch_size=80 \
-      sampling.steps="$steps" study.eval_classifier="$ROOT/oracle" study.output_dir="$ROOT/study"
+      sampling.steps="$steps" eval.classifier="$ROOT/oracle" study.output_dir="$ROOT/study"
   done
   "$D" eval images experiment=fashion_mnist run_dir="$ROOT/$algo" eval.classifier="$ROOT/oracle" guidance=cfg \
     guidance.gamma=4 sampling.num_samples=10 sampling.steps=128 eval.output_dir="$ROOT/$algo/eval-g4"

@@ -7,7 +7,7 @@ judged on a machine that holds the judge, here the offline SmolLM2-135M of our C
     python bench/rescore_text_study.py runs/text-gpu/study --judge smollm2
 
 Rows are matched to their samples by model, method, gamma and seed
-(`samples/<model>_<method>_g<gamma>_s<seed>.json`, as `evaluation.guidance_study` writes them);
+(`samples/<model>_<method>_g<gamma>_s<seed>.json`, as `evaluation.study` writes them);
 the table and the Pareto plot are rewritten in place.
 """
 
@@ -20,10 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from discdiff.evaluation import guidance_study as study  # noqa: E402
-from discdiff.evaluation.domains import TextMetrics, fluency, judge_path  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from discdiff.evaluation import study  # noqa: E402
+from discdiff.evaluation.domains import Context  # noqa: E402
+from discdiff.evaluation.domains.text import Text  # noqa: E402
+from discdiff.evaluation.samples import read_samples  # noqa: E402
 from discdiff.evaluation.tables import write_metrics  # noqa: E402
-from discdiff.evaluation.text import load_judge  # noqa: E402
 
 
 def rescore(study_dir: Path, judge_name: str, batch_size: int) -> list[dict]:
@@ -31,8 +34,10 @@ def rescore(study_dir: Path, judge_name: str, batch_size: int) -> list[dict]:
     if not table_path.exists():
         raise SystemExit(f"{table_path} does not exist: give the folder of an `eval guidance` study")
     table = json.loads(table_path.read_text())
+    cfg = OmegaConf.create({"eval": {"judge": judge_name, "judge_batch_size": batch_size}})
     try:
-        judge = load_judge(judge_path(judge_name))
+        domain = Text(Context(OmegaConf.create({"name": "imdb"}), cfg, "cpu"))
+        domain.prepare()
     except ValueError as err:  # one line naming the judge and what was tried
         raise SystemExit(str(err)) from None
     for row in table:
@@ -42,12 +47,11 @@ def rescore(study_dir: Path, judge_name: str, batch_size: int) -> list[dict]:
         path = study_dir / "samples" / f"{name}.json"
         if not path.exists():
             raise SystemExit(f"{path} is missing: the study keeps one samples file per row of {table_path}")
-        samples = json.loads(path.read_text())["samples"]
-        row.update(fluency(samples, judge, batch_size), judge=judge_name)
+        row.update(domain.score(read_samples(path)), judge=judge_name)
         print(f"{name}: gen_ppl {row['gen_ppl']:.1f}, entropy {row['entropy']:.2f}, "
               f"target_accuracy {row.get('target_accuracy', '')}", flush=True)
     write_metrics(table, study_dir, study.TABLE)
-    study.pareto_plot(table, study_dir / "guidance_pareto.png", TextMetrics)
+    study.pareto_plot(table, study_dir / "guidance_pareto.png", domain)
     return table
 
 

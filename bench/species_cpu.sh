@@ -25,5 +25,5 @@ done
 for algo in udlm mdlm; do
   "$D" eval guidance experiment=species10 "${DATA[@]}" run_dir="$ROOT/$algo" study.name="$algo" guidance=cfg \
     "study.gammas=[0,1,3]" "study.conditions=[0,1,2,3]" sampling.num_samples="$N" sampling.batch_size="$N" \
-    sampling.steps=32 study.eval_classifier="$ROOT/oracle" study.output_dir="$ROOT/study"
+    sampling.steps=32 eval.classifier="$ROOT/oracle" study.output_dir="$ROOT/study"
 done

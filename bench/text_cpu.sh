@@ -45,7 +45,7 @@ study() {  # ALGO METHOD [overrides...]
   local algo=$1 method=$2; shift 2
   "$D" eval guidance experiment=amazon_polarity "${COMMON[@]}" run_dir="$ROOT/$algo" algo="$algo" \
     study.name="$algo-$method" guidance="$method" guidance.condition=1 "study.gammas=[0,1,3]" \
-    sampling.num_samples="$N" sampling.batch_size="$N" sampling.steps=64 study.eval_classifier="$ROOT/oracle" \
+    sampling.num_samples="$N" sampling.batch_size="$N" sampling.steps=64 eval.classifier="$ROOT/oracle" \
     eval.judge="${JUDGE:-smollm2}" study.output_dir="$ROOT/study" "$@"
 }
 for algo in udlm mdlm ar; do study "$algo" cfg; done

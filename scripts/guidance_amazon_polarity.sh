@@ -16,5 +16,5 @@ if [ -n "$KIND" ]; then extra+=("guidance.classifier=${CLASSIFIER:-runs/${DATA}-
 exec "${DISCDIFF:-discdiff}" eval guidance experiment=amazon_polarity data="${DATA}" algo="${MODEL}" \
   run_dir="${RUN_DIR:-runs/${DATA}-${MODEL}}" guidance="${GUIDANCE}" guidance.condition="${CONDITION:-1}" \
   "study.gammas=[${GAMMAS:-0,1,3}]" "study.seeds=[${SEEDS:-1}]" study.name="${MODEL}" \
-  study.eval_classifier="${EVAL_CLASSIFIER:-runs/${DATA}-clean-clf}" eval.judge="${JUDGE:-gpt2-large}" \
+  eval.classifier="${EVAL_CLASSIFIER:-runs/${DATA}-clean-clf}" eval.judge="${JUDGE:-gpt2-large}" \
   study.output_dir="${STUDY_DIR:-runs/${DATA}-guidance}" "${extra[@]}" "$@"

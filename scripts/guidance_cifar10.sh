@@ -18,5 +18,5 @@ exec "${DISCDIFF:-discdiff}" eval guidance experiment=cifar10 algo="${MODEL}" ru
   guidance="${GUIDANCE}" "study.conditions=[${CLASSES:-0,1,2,3,4,5,6,7,8,9}]" "study.gammas=[${GAMMAS:-0,1,2,3}]" \
   "study.seeds=[${SEEDS:-1}]" study.name="${MODEL}" sampling.num_samples="${SAMPLES:-500}" \
   sampling.steps="${STEPS:-1000}" eval.inception="${INCEPTION:-true}" \
-  study.eval_classifier="${EVAL_CLASSIFIER:-runs/cifar10-clean-clf}" \
+  eval.classifier="${EVAL_CLASSIFIER:-runs/cifar10-clean-clf}" \
   study.output_dir="${STUDY_DIR:-runs/cifar10-guidance}" "${extra[@]}" "$@"

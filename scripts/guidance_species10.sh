@@ -18,5 +18,5 @@ if [ -n "$KIND" ]; then extra+=("guidance.classifier=${CLASSIFIER:-runs/species1
 exec "${DISCDIFF:-discdiff}" eval guidance experiment=species10 algo="${MODEL}" data.source="${SOURCE}" \
   run_dir="${RUN_DIR:-runs/species10-${MODEL}}" guidance="${GUIDANCE}" "study.conditions=[${SPECIES:-$ALL}]" \
   "study.gammas=[${GAMMAS:-0,1,2,3}]" "study.seeds=[${SEEDS:-1}]" study.name="${MODEL}" \
-  sampling.num_samples="${SAMPLES:-64}" study.eval_classifier="${EVAL_CLASSIFIER:-runs/species10-clean-clf}" \
+  sampling.num_samples="${SAMPLES:-64}" eval.classifier="${EVAL_CLASSIFIER:-runs/species10-clean-clf}" \
   study.output_dir="${STUDY_DIR:-runs/species10-guidance}" "${extra[@]}" "$@"

@@ -2,7 +2,7 @@
 # A classifier for the sentiment study, matched to the generator of scripts/train_amazon_polarity.sh.
 #   MODEL=ar|mdlm|udlm (default udlm)   DATA=amazon_polarity | imdb
 #   KIND=noisy (D-CBG) | head (NOS for mdlm/udlm, PPLM for ar) | prefix (FUDGE) | clean (the evaluation
-#        classifier: study.eval_classifier); default: noisy for mdlm/udlm, prefix for ar
+#        classifier: eval.classifier); default: noisy for mdlm/udlm, prefix for ar
 #   GENERATOR (kind=head; default runs/$DATA-$MODEL)   RUN_DIR (default runs/$DATA-$MODEL-$KIND-clf, or
 #   runs/$DATA-clean-clf for KIND=clean, which serves every model)
 set -euo pipefail

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny trained-in-seconds QM9 run on the committed fixture."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +11,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DISCDIFF_BERT_VOCAB", os.path.join(os.path.dirname(__file__), "fixtures", "bert", "vocab.txt"))
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", min(2, os.cpu_count() or 1))))
 
-# Small runs on the committed QM9 fixture; every test that trains uses these on top of its own.
-QUICK = ["model=micro", "data.source=fixture", "loader.global_batch_size=32", "trainer.progress_bar=false",
+# The committed samples of the real datasets (each folder's README says where they come from),
+# given to discdiff as data.path.
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = {"qm9": FIXTURES / "qm9" / "qm9_sample.csv", "lm1b": FIXTURES / "lm1b" / "lm1b_sample.jsonl",
+           "text8": FIXTURES / "text8" / "text8_sample.txt", "imdb": FIXTURES / "imdb" / "imdb_sample.csv",
+           "ten_species": FIXTURES / "dna", "fashion_mnist": FIXTURES / "fashion_mnist"}
+
+# Small runs on the committed QM9 sample; every test that trains uses these on top of its own.
+QUICK = ["model=micro", f"data.path={SAMPLES['qm9']}", "loader.global_batch_size=32", "trainer.progress_bar=false",
          "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "training.ema=0.9", "model.dropout=0.0"]
 
 

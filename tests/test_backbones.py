@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from discdiff.config import ConfigError, compose
-from discdiff.pipeline import load
+from discdiff.loading import load
 from discdiff.training.run import train
 
 DIMAMBA = ["model=dimamba", "model.size=micro", "model.hidden_size=32", "model.n_blocks=2", "model.d_state=4",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from discdiff import checkpoints
-from discdiff.checkpoints import AtomicCheckpointIO
+from discdiff.training.checkpoint_io import AtomicCheckpointIO
 from discdiff.cli import main
 from discdiff.config import compose
 from discdiff.training.run import train
@@ -195,12 +195,12 @@ def test_run_dir_that_is_a_file(tmp_path, quick_overrides, capsys):
 
 
 def test_an_unforeseen_error_is_one_line_with_exit_code_1(monkeypatch, capsys):
-    from discdiff import cli
+    from discdiff import commands
 
     def broken(cfg):
         raise TypeError("something inside")
 
-    monkeypatch.setitem(cli.HANDLERS, "config", broken)
+    monkeypatch.setitem(commands.HANDLERS, "config", broken)
     assert main(["config"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == ("discdiff config: error: unexpected TypeError: something inside (a bug? rerun with "

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from discdiff.cli import main
 from discdiff.models import SequenceClassifier, build_backbone, build_encoder
 from discdiff.models.dimamba import build_dimamba
-from discdiff.pipeline import load, load_classifier
+from discdiff.loading import load, load_classifier
 from test_training import read_metric
 
 TINY = dict(n_blocks=2, hidden_size=32, n_heads=4, cond_dim=16)

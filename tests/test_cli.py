@@ -84,7 +84,7 @@ def test_eval_ppl_counts_real_tokens_unless_asked(trained_run, capsys):
     """QM9 trains on padding; the reported likelihood leaves it out (the validation split: QM9
     has no test split), unless eval.include_padding=true."""
     from discdiff.data import build_split
-    from discdiff.pipeline import load
+    from discdiff.loading import load
 
     common = ["eval", "ppl", f"run_dir={trained_run}", "eval.max_batches=2", "loader.eval_batch_size=16"]
     assert main(common) == 0

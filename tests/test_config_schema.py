@@ -11,7 +11,7 @@ import pytest
 from discdiff.cli import main
 from discdiff.config import ConfigError, compose, group_options
 from discdiff.config import reference, schema
-from discdiff.pipeline import GUIDANCE
+from discdiff.loading import GUIDANCE
 from discdiff.schedules import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,10 +106,10 @@ def test_guidance_options_are_the_strategies_options():
     assert {typing.get_args(m.model_fields["name"].annotation)[0] for m in members} == set(GUIDANCE)
 
 
-def test_readme_lists_the_generated_key_table():
-    readme = (ROOT / "README.md").read_text()
-    assert reference.readme_block(readme) == reference.as_markdown(), \
-        "README's configuration table is stale: run `make docs`"
+def test_docs_list_the_generated_key_table():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert reference.generated_block(page) == reference.as_markdown(), \
+        "docs/configuration.md's table is stale: run `make docs`"
 
 
 def test_config_help_lists_every_key_with_default_and_meaning(capsys):

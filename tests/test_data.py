@@ -25,17 +25,17 @@ from discdiff.data import (
     build_split,
     get_spec,
     load_tokenizer,
-    qm9_train_smiles,
 )
 from discdiff.data.cache import manifest_path
 from discdiff.data.lm1b import lm1b_detokenize
-from discdiff.data.qm9 import binary_labels, processed_table
+from discdiff.data.qm9 import binary_labels, processed_table, qm9_train_table
 from discdiff.data.registry import DataConfig, seeded_split
 from discdiff.data.text8 import ENWIKI_IN_GENSIM, clean_wiki_dump, strip_wiki_markup, text8_normalize
 from discdiff.data.tokenizers import find_bert_vocab
-from discdiff.data.tokens import Blocks, Padded, Specials, Tokens, Wrapped, encode, write
+from discdiff.data.sequences import Blocks, Padded, Specials, Wrapped
+from discdiff.data.token_files import Tokens, encode, write
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES, SAMPLES
 QM9_CSV = FIXTURES / "qm9" / "qm9_sample.csv"
 BERT_VOCAB = FIXTURES / "bert" / "vocab.txt"
 TEXT8_TXT = FIXTURES / "text8" / "text8_sample.txt"
@@ -58,7 +58,7 @@ def qm9_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def qm9(qm9_cache):
     """(train, valid, tokenizer) of the QM9 fixture with QED labels."""
-    return build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache), "label_col": "qed"})
+    return build_datasets({"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache), "label_col": "qed"})
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_smiles_round_trip_on_all_fixture_molecules(qm9):
 
 def test_qm9_dataset_decodes_to_canonical_smiles(qm9, qm9_cache):
     train, _, tok = qm9
-    canonical = set(processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))["canonical"])
+    canonical = set(processed_table(DataConfig("qm9", path=str(QM9_CSV), cache_dir=str(qm9_cache)))["canonical"])
     decoded = tok.batch_decode(stack(train))
     assert len(decoded) == 1900 and set(decoded) <= canonical
     assert all(tok.decode(tok.encode(s)) == s for s in canonical)
@@ -171,7 +171,7 @@ def test_unknown_dataset_one_line_error():
 def test_declared_dataset_refuses_to_build(monkeypatch):
     from discdiff.data import registry
 
-    planned = registry.DatasetSpec("planned", "pixel", 64, layout="fixed")
+    planned = registry.DatasetSpec("planned", "pixel", 64, packing="fixed")
     monkeypatch.setitem(registry.REGISTRY, "planned", planned)
     with pytest.raises(ValueError, match=r"^dataset 'planned' is registered but its loader is not implemented yet; "
                                          r"implemented: qm9, lm1b, lm1b_wrap, text8, ten_species, cifar10, "
@@ -193,15 +193,15 @@ def test_bad_config_one_line(cfg, match):
 
 def test_spec_fields():
     spec = get_spec("text8")
-    assert (spec.tokenizer, spec.length, spec.layout, spec.cached) == ("char", 256, "blocks", True)
+    assert (spec.tokenizer, spec.length, spec.packing, spec.cached) == ("char", 256, "blocks", True)
     assert get_spec("qm9").label_columns == ("qed", "ring_count") and not get_spec("qm9").cached
-    assert (get_spec("lm1b").length, get_spec("lm1b").layout, get_spec("lm1b_wrap").layout) == (128, "pad", "wrap")
+    assert (get_spec("lm1b").length, get_spec("lm1b").packing, get_spec("lm1b_wrap").packing) == (128, "pad", "wrap")
 
 
 # ---------------------------------------------------------------- QM9
 
 
-def test_qm9_padding_layout(qm9):
+def test_qm9_padding(qm9):
     train, valid, tok = qm9
     assert (len(train), len(valid)) == (1900, 100)
     for i in range(0, len(train), 97):
@@ -216,7 +216,7 @@ def test_qm9_padding_layout(qm9):
 
 
 def test_qm9_labels_are_90th_percentile_split(qm9, qm9_cache):
-    table = processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))
+    table = processed_table(DataConfig("qm9", path=str(QM9_CSV), cache_dir=str(qm9_cache)))
     labels = binary_labels(table["qed"].to_numpy(), 90)
     assert labels.tolist() == (table["qed"] > np.percentile(table["qed"], 90)).astype(int).tolist()
     assert 0.09 <= labels.mean() <= 0.11
@@ -225,9 +225,9 @@ def test_qm9_labels_are_90th_percentile_split(qm9, qm9_cache):
 
 
 def test_qm9_ring_count_labels_are_strictly_above(qm9_cache):
-    train, _, _ = build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+    train, _, _ = build_datasets({"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache),
                                   "label_col": "ring_count"})
-    table = processed_table(DataConfig("qm9", source="fixture", cache_dir=str(qm9_cache)))
+    table = processed_table(DataConfig("qm9", path=str(QM9_CSV), cache_dir=str(qm9_cache)))
     threshold = np.percentile(table["ring_count"], 90)
     assert ((table["ring_count"] > threshold).mean() < 0.1) and stack(train, "label").sum() > 0
 
@@ -238,13 +238,14 @@ def test_split_is_seeded_and_disjoint(qm9_cache):
     train_c, _ = seeded_split(2000, 2, 0.05)
     assert (train_a == train_b).all() and not (train_a == train_c).all()
     assert set(train_a).isdisjoint(valid_a) and len(set(train_a) | set(valid_a)) == 2000 and len(valid_a) == 100
-    cfg = {"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache)}
-    assert qm9_train_smiles(cfg) == qm9_train_smiles(cfg) != qm9_train_smiles({**cfg, "split_seed": 2})
-    assert len(qm9_train_smiles({**cfg, "max_train_examples": 10})) <= 10
+    cfg = {"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache)}
+    train_smiles = lambda c: set(qm9_train_table(c)["canonical"])  # noqa: E731
+    assert train_smiles(cfg) == train_smiles(cfg) != train_smiles({**cfg, "split_seed": 2})
+    assert len(train_smiles({**cfg, "max_train_examples": 10})) <= 10
 
 
 def test_max_train_examples_and_dictconfig(qm9_cache):
-    cfg = OmegaConf.create({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+    cfg = OmegaConf.create({"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache),
                             "max_train_examples": 64, "length": 40, "label_col": None})
     train, valid, _ = build_datasets(cfg)
     assert len(train) == 64 and len(valid) == 100 and train.seq_len == 40 and "label" not in train[0]
@@ -252,12 +253,12 @@ def test_max_train_examples_and_dictconfig(qm9_cache):
 
 def test_tokenizer_dir_reuses_vocabulary(qm9, qm9_cache, tmp_path):
     qm9[2].save(tmp_path)
-    _, _, tok = build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+    _, _, tok = build_datasets({"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache),
                                 "tokenizer_dir": str(tmp_path)})
     assert tok.vocab == qm9[2].vocab
     CharTokenizer().save(tmp_path / "char")
     with pytest.raises(ValueError, match="is 'char', dataset 'qm9' needs 'smiles'"):
-        build_datasets({"name": "qm9", "source": "fixture", "cache_dir": str(qm9_cache),
+        build_datasets({"name": "qm9", "path": str(SAMPLES["qm9"]), "cache_dir": str(qm9_cache),
                         "tokenizer_dir": str(tmp_path / "char")})
 
 
@@ -327,8 +328,8 @@ def test_lm1b_detokenizer(tokenized, text):
     assert lm1b_detokenize(tokenized) == text
 
 
-def test_lm1b_fixture_layout(tmp_path):
-    train, valid, tok = build_datasets({"name": "lm1b", "source": "fixture", "cache_dir": str(tmp_path),
+def test_lm1b_sample_packing(tmp_path):
+    train, valid, tok = build_datasets({"name": "lm1b", "path": str(SAMPLES["lm1b"]), "cache_dir": str(tmp_path),
                                         "bert_vocab": str(BERT_VOCAB)})
     assert (len(train), len(valid)) == (285, 15) and train.seq_len == 128
     item = train[0]
@@ -384,7 +385,7 @@ def test_clean_wiki_dump_skips_redirects():
 
 
 def test_text8_fixture_block_wrapping():
-    train, valid, tok = build_datasets({"name": "text8", "source": "fixture"})
+    train, valid, tok = build_datasets({"name": "text8", "path": str(SAMPLES["text8"])})
     text = TEXT8_TXT.read_text()
     cut = int(len(text) * 0.9)
     assert len(train) == cut // 256 and len(valid) == (int(len(text) * 0.95) - cut) // 256
@@ -416,7 +417,7 @@ def test_text8_download_failure_points_to_offline(monkeypatch, tmp_path):
     assert not list((tmp_path / "text8").iterdir())
 
 
-def test_layouts_against_brute_force():
+def test_packings_against_brute_force():
     """Padded, Wrapped and Blocks equal what joining and cutting the texts by hand gives."""
     tok = CharTokenizer()
     texts = ["abcdefg", "hi", "jklmnopqrstu", "v", "wxyz"]
@@ -455,7 +456,7 @@ def test_token_cache_is_memory_mapped_and_pickles_without_its_arrays(tmp_path):
 def test_lm1b_is_tokenized_once_and_shared_with_lm1b_wrap(tmp_path, monkeypatch):
     from discdiff.data import lm1b
 
-    cfg = {"name": "lm1b", "source": "fixture", "cache_dir": str(tmp_path), "bert_vocab": str(BERT_VOCAB)}
+    cfg = {"name": "lm1b", "path": str(SAMPLES["lm1b"]), "cache_dir": str(tmp_path), "bert_vocab": str(BERT_VOCAB)}
     padded, padded_valid, tok = build_datasets(cfg)
     calls = []
     monkeypatch.setattr(lm1b, "load_splits", lambda *a: calls.append(a))
@@ -471,7 +472,7 @@ def test_lm1b_is_tokenized_once_and_shared_with_lm1b_wrap(tmp_path, monkeypatch)
 
 
 def test_text8_test_split(tmp_path):
-    test, _, used = build_split({"name": "text8", "source": "fixture", "cache_dir": str(tmp_path)}, "test")
+    test, _, used = build_split({"name": "text8", "path": str(SAMPLES["text8"]), "cache_dir": str(tmp_path)}, "test")
     text = TEXT8_TXT.read_text()
     cut = int(len(text) * 0.95)
     assert used == "test" and CharTokenizer().decode(test[0]["input_ids"]) == text[cut:cut + 256]
@@ -485,7 +486,7 @@ def test_imdb_fixture_reviews_labels_and_splits(tmp_path):
     from discdiff.data.reviews import clean_review
 
     assert clean_review("Great.<br /><br />Really  great!") == "Great. Really great!"
-    splits, tok = build_splits({"name": "imdb", "source": "fixture", "label_col": "label", "cache_dir": str(tmp_path)})
+    splits, tok = build_splits({"name": "imdb", "path": str(SAMPLES["imdb"]), "label_col": "label", "cache_dir": str(tmp_path)})
     assert {k: len(v) for k, v in splits.items()} == {"train": 270, "valid": 15, "test": 15}
     frame = pd.read_csv(FIXTURES / "imdb" / "imdb_sample.csv")
     label_of = {tuple(tok.encode(clean_review(r))[:20]): int(s == "positive") for r, s in frame.itertuples(index=False)}

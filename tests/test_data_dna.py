@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SAMPLES
 from discdiff.data import build_datasets, get_spec
 from discdiff.data.augment import build_augment, hflip, reverse_complement
 from discdiff.data.dna import genome_folders, read_fasta, windows
 from discdiff.data.registry import DataConfig
 from discdiff.data.tokenizers import DNATokenizer, load_tokenizer
 
-FIXTURE = Path(__file__).parent / "fixtures" / "dna"
+FIXTURE = SAMPLES["ten_species"]
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 
 
@@ -66,7 +67,7 @@ def test_dna_tokenizer_saves_and_loads(tmp_path):
 
 
 def test_fixture_split_holds_out_one_strain_per_species(tmp_path):
-    cfg = {"name": "ten_species", "source": "fixture", "length": 1002, "cache_dir": str(tmp_path), "label_col": "species"}
+    cfg = {"name": "ten_species", "path": str(SAMPLES["ten_species"]), "length": 1002, "cache_dir": str(tmp_path), "label_col": "species"}
     train, valid, tok = build_datasets(cfg)
     genomes = {p.name: read_fasta(p) for files in genome_folders(FIXTURE).values() for p in files}
     source = {w: name for name, g in genomes.items() for w in windows(g, 1000)}
@@ -112,7 +113,7 @@ def test_genome_folder_with_one_species_is_refused(tmp_path):
 
 def test_length_longer_than_the_genomes_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"genomes too short for data.length"):
-        build_datasets({"name": "ten_species", "source": "fixture", "length": 1_000_000, "cache_dir": str(tmp_path)})
+        build_datasets({"name": "ten_species", "path": str(SAMPLES["ten_species"]), "length": 1_000_000, "cache_dir": str(tmp_path)})
 
 
 @pytest.mark.parametrize("cfg, match", [

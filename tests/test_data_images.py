@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import SAMPLES
 from discdiff.data import build_splits, load_tokenizer
 from discdiff.data.augment import build_augment, hflip
 from discdiff.data.cache import debian_package
@@ -20,7 +21,7 @@ from discdiff.data.registry import DataConfig, get_spec
 from discdiff.data.tokenizers import CharTokenizer, PixelTokenizer
 from discdiff.lm import data_vocab_size, model_vocab_size
 
-FIXTURE = get_spec("fashion_mnist").fixture_path.parent
+FIXTURE = SAMPLES["fashion_mnist"]
 
 
 # --- tokenizer --------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def test_each_family_reads_its_vocabulary():
 
 # --- readers ------------------------------------------------------------------------------------------
 
-def test_digits_rescaled_split_and_fixed_layout(cache_dir):
+def test_digits_rescaled_split_and_fixed_packing(cache_dir):
     splits, tok = build_splits({"name": "digits", "label_col": "label"})
     assert tok.kind == "pixel" and {k: len(v) for k, v in splits.items()} == {"train": 1617, "valid": 180, "test": 180}
     item = splits["train"][0]
@@ -66,7 +67,7 @@ def test_digits_rescaled_split_and_fixed_layout(cache_dir):
 
 
 def test_fashion_mnist_fixture_in_channel_height_width_order(cache_dir):
-    splits, _ = build_splits({"name": "fashion_mnist", "source": "fixture", "label_col": "label"})
+    splits, _ = build_splits({"name": "fashion_mnist", "path": str(SAMPLES["fashion_mnist"]), "label_col": "label"})
     assert {k: len(v) for k, v in splits.items()} == {"train": 200, "valid": 100, "test": 100}
     images = read_idx(FIXTURE / "train-images-idx3-ubyte.gz")
     labels = read_idx(FIXTURE / "train-labels-idx1-ubyte.gz")
@@ -119,7 +120,7 @@ def test_cifar10_folder_without_batches_is_one_line(tmp_path):
     ({"name": "fashion_mnist", "path": str(FIXTURE / "README.md")}, "is a file; fashion_mnist reads a folder"),
     ({"name": "fashion_mnist", "length": 100}, "data.length=100 does not fit fashion_mnist: its images are 1x28x28"),
     ({"name": "digits", "augment": "hflip"}, "data.augment=hflip does not apply to digits"),
-    ({"name": "cifar10", "source": "fixture"}, "data.source=fixture is not available for cifar10"),
+    ({"name": "cifar10", "source": "fixture"}, "data.source=fixture was removed: give the committed test sample as data.path"),
 ])
 def test_bad_image_data_options_are_one_line(cfg, match):
     with pytest.raises(ValueError, match=match) as info:

@@ -10,9 +10,10 @@ import json
 import pytest
 import torch
 
+from conftest import SAMPLES
 from discdiff.cli import main
 
-DNA = ["data=ten_species", "data.source=fixture", "data.length=130", "model=dimamba", "model.size=micro",
+DNA = ["data=ten_species", f"data.path={SAMPLES['ten_species']}", "data.length=130", "model=dimamba", "model.size=micro",
        "model.n_blocks=2", "model.hidden_size=32", "model.cond_dim=16", "model.d_state=4", "model.chunk_size=32",
        "model.dropout=0.0", "loader.global_batch_size=8", "trainer.progress_bar=false", "trainer.accelerator=cpu",
        "training.ema=0.9", "trainer.max_steps=6", "trainer.val_check_interval=6", "checkpointing.every_n_steps=6",
@@ -61,7 +62,7 @@ def test_eval_species_reads_a_samples_file_and_a_huggingface_oracle(dna_runs, tm
 def test_species_guidance_study_toward_each_species(dna_runs, tmp_path, capsys):
     study = tmp_path / "study"
     assert main(["eval", "guidance", f"run_dir={dna_runs / 'udlm'}", "guidance=cfg", "study.gammas=[0,2]",
-                 "study.conditions=[0,1,2]", f"study.eval_classifier={dna_runs / 'oracle'}", *SAMPLE,
+                 "study.conditions=[0,1,2]", f"eval.classifier={dna_runs / 'oracle'}", *SAMPLE,
                  f"study.output_dir={study}"]) == 0
     rows = list(csv.DictReader(open(study / "guidance.csv")))
     assert [(r["gamma"], r["condition"]) for r in rows] == [("0.0", "0 1 2"), ("2.0", "0 1 2")]
@@ -76,7 +77,7 @@ def test_species_guidance_study_toward_each_species(dna_runs, tmp_path, capsys):
 @pytest.mark.parametrize("args, expected", [
     (["eval", "species", "study.conditions=[3]"], "species 3 has no real validation windows to compare with; "
                                                   "allowed: 0 (E.Coli), 1 (H.Pylori), 2 (S.Aureus)"),
-    (["eval", "guidance", "guidance=cfg", "study.conditions=[0,7]", "study.eval_classifier=ORACLE"],
+    (["eval", "guidance", "guidance=cfg", "study.conditions=[0,7]", "eval.classifier=ORACLE"],
      "species 7 has no real validation windows"),
     (["eval", "guidance", "guidance=cfg", "study.conditions=[0,12]"], "label 12 is not a class of this model; allowed: 0..9"),
     (["eval", "guidance", "guidance=cfg"], "the species study scores the target species with an evaluation "

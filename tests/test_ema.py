@@ -2,7 +2,7 @@
 
 import torch
 
-from discdiff.training.ema import EMA
+from discdiff.ema import EMA
 
 
 def test_ema_warms_up_and_tracks_the_weights():

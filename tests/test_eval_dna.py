@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from discdiff.evaluation.dna import (
+from discdiff.evaluation.dna_metrics import (
     classification_metrics,
     discriminator_auroc,
     invalid_fraction,

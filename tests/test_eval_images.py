@@ -11,7 +11,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from discdiff.evaluation import images as ev
+from discdiff.evaluation import image_metrics as ev
+from discdiff.evaluation.domains.images import ImageReference, InceptionScorer
+
+
+def to_tokens(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W, C) -> token ids (N, C*H*W) in channel-height-width order (the inverse
+    of ev.tokens_to_images, written independently)."""
+    return np.stack([[img[h, w, c] for c in range(img.shape[2]) for h in range(img.shape[0])
+                      for w in range(img.shape[1])] for img in images]).astype(np.int64)
+
+
+def fid(a, b) -> float:
+    return ev.frechet_distance(*ev.feature_statistics(a), *ev.feature_statistics(b))
 
 # --- tokens <-> images ---------------------------------------------------------------------------
 
@@ -22,7 +34,7 @@ def test_tokens_to_images_channel_height_width_order():
     assert img[0, :, :, 0].tolist() == [[0, 1], [2, 3]]    # channel 0
     assert img[0, 1, 0].tolist() == [2, 6, 10]              # pixel (1, 0): h*2 + w = 2, + c*4
     assert img[0, 0, 1].tolist() == [1, 5, 9]
-    assert ev.images_to_tokens(img).tolist() == tokens.tolist()
+    assert to_tokens(img).tolist() == tokens.tolist()
 
 
 def test_tokens_images_round_trip_non_square_and_torch():
@@ -32,8 +44,7 @@ def test_tokens_images_round_trip_non_square_and_torch():
     assert img.shape == (4, 3, 5, 2)
     c, h, w = 1, 2, 4
     assert img[2, h, w, c] == tokens[2, c * 15 + h * 5 + w]
-    back = ev.images_to_tokens(img)
-    assert back.dtype == np.int64 and np.array_equal(back, tokens.numpy())
+    assert np.array_equal(to_tokens(img), tokens.numpy())
 
 
 @pytest.mark.parametrize("tokens, shape, match", [
@@ -49,11 +60,11 @@ def test_tokens_to_images_rejects_bad_input(tokens, shape, match):
     assert "\n" not in str(info.value)
 
 
-def test_images_to_tokens_rejects_bad_images():
+def test_bad_images_are_refused(tmp_path):
     with pytest.raises(ValueError, match="shape"):
-        ev.images_to_tokens(np.zeros((2, 2, 3), np.uint8))
+        ev.save_grid(np.zeros((2, 2, 3), np.uint8), tmp_path / "a.png")
     with pytest.raises(ValueError, match="0..255"):
-        ev.images_to_tokens(np.full((1, 2, 2, 3), 300))
+        ev.features(np.full((1, 2, 2, 3), 300), lambda x: x.float().flatten(1))
 
 
 # --- Frechet distance and FID ----------------------------------------------------------------------
@@ -91,12 +102,12 @@ def test_frechet_distance_rejects_mismatched_statistics():
 
 
 def test_frechet_distance_matches_library():
-    fid = pytest.importorskip("torchmetrics.image.fid")
+    library = pytest.importorskip("torchmetrics.image.fid")
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(200, 6)), rng.normal(loc=0.3, scale=1.5, size=(150, 6)) @ rng.normal(size=(6, 6))
     (mu1, s1), (mu2, s2) = ev.feature_statistics(a), ev.feature_statistics(b)
-    expected = fid._compute_fid(*(torch.from_numpy(x) for x in (mu1, s1, mu2, s2))).item()
-    assert ev.fid_from_features(a, b) == pytest.approx(expected, rel=1e-8)
+    expected = library._compute_fid(*(torch.from_numpy(x) for x in (mu1, s1, mu2, s2))).item()
+    assert fid(a, b) == pytest.approx(expected, rel=1e-8)
 
 
 def test_feature_statistics():
@@ -110,7 +121,7 @@ def test_feature_statistics():
 def test_fid_decreases_as_gaussians_get_closer():
     rng = np.random.default_rng(4)
     a = rng.normal(size=(2000, 4))
-    fids = [ev.fid_from_features(a, rng.normal(loc=shift, scale=1 + shift, size=(2000, 4))) for shift in (2.0, 1.0, 0.5, 0.0)]
+    fids = [fid(a, rng.normal(loc=shift, scale=1 + shift, size=(2000, 4))) for shift in (2.0, 1.0, 0.5, 0.0)]
     assert all(x > y for x, y in itertools.pairwise(fids))
     assert fids[-1] < 0.05
 
@@ -181,18 +192,20 @@ class TinyClassifier(nn.Module):
         return h, self.head(h)
 
 
-def test_classifier_fid_with_tiny_network():
+def test_classifier_feature_fid_with_tiny_network():
     torch.manual_seed(0)
     clf = TinyClassifier().eval()
     rng = np.random.default_rng(6)
     ref = rng.integers(0, 256, size=(300, 12))
-    assert ev.classifier_fid(ref, ref.copy(), clf, batch_size=64) == pytest.approx(0.0, abs=1e-6)
+
+    def fid_clf(generated, batch_size=256):
+        return fid(*(ev.classifier_outputs(x, clf, batch_size)[0] for x in (generated, ref)))
+
+    assert fid_clf(ref.copy(), batch_size=64) == pytest.approx(0.0, abs=1e-6)
     dark = rng.integers(0, 8, size=(300, 12))  # only the darkest values: another distribution
-    assert ev.classifier_fid(dark, ref, clf) > 10 * ev.classifier_fid(rng.integers(0, 256, size=(300, 12)), ref, clf)
+    assert fid_clf(dark) > 10 * fid_clf(rng.integers(0, 256, size=(300, 12)))
     feats, logits = ev.classifier_outputs(torch.from_numpy(ref), clf, batch_size=100)
     assert feats.shape == (300, 5) and logits.shape == (300, 3)
-    with pytest.raises(ValueError, match="length"):
-        ev.classifier_fid(ref[:, :6], ref, clf)
     with pytest.raises(ValueError, match=r"\(features, logits\)"):
         ev.classifier_outputs(ref, lambda x: clf(x)[0])
 
@@ -241,25 +254,23 @@ def test_save_grid_plain_grey(tmp_path):
 
 # --- the Inception path -----------------------------------------------------------------------------
 
-def test_inception_metrics_without_weights_is_one_line_value_error(tmp_path):
-    imgs = np.zeros((10, 8, 8, 3), np.uint8)
+def test_inception_without_weights_is_one_line_value_error(tmp_path):
     with pytest.raises(ValueError) as info:
-        ev.inception_metrics(imgs, imgs, tmp_path, "reference", download=False)
+        ev.inception_extractors(tmp_path, download=False)
     message = str(info.value)
     assert "\n" not in message
     assert str(tmp_path / ev.INCEPTION_FILE) in message and ev.INCEPTION_URL in message
 
 
-def test_inception_metrics_failed_download_is_one_line_value_error(tmp_path, monkeypatch):
+def test_inception_failed_download_is_one_line_value_error(tmp_path, monkeypatch):
     helper = pytest.importorskip("cleanfid.downloads_helper")
 
     def offline(fpath):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(helper, "check_download_inception", offline)
-    imgs = np.zeros((10, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="download failed") as info:
-        ev.inception_metrics(imgs, imgs, tmp_path / "c", "reference", weights_dir=tmp_path / "w")
+        InceptionScorer(tmp_path / "w")
     message = str(info.value)
     assert "\n" not in message and "URLError" in message
     assert str(tmp_path / "w" / ev.INCEPTION_FILE) in message and ev.INCEPTION_URL in message
@@ -283,7 +294,7 @@ class StandInInception(nn.Module):
         return torch.softmax(self.head(pooled), dim=1)
 
 
-def test_inception_metrics_through_clean_fid_with_stand_in_network(tmp_path, monkeypatch):
+def test_inception_scores_through_clean_fid_with_stand_in_network(tmp_path, monkeypatch):
     pytest.importorskip("cleanfid.inception_torchscript")
     torch.manual_seed(0)
     net = StandInInception().eval()
@@ -293,23 +304,21 @@ def test_inception_metrics_through_clean_fid_with_stand_in_network(tmp_path, mon
     rng = np.random.default_rng(7)
     samples = rng.integers(0, 256, size=(20, 8, 8, 3)).astype(np.uint8)
     grey_reference = rng.integers(0, 128, size=(30, 8, 8, 1)).astype(np.uint8)
-    calls = []
+    scorer = InceptionScorer(tmp_path)
 
-    def reference():
-        calls.append(1)
-        return grey_reference
+    def reference(images):
+        return ImageReference(to_tokens(images), np.zeros(len(images), np.int64), (1, 8, 8), "toy-test", tmp_path)
 
-    first = ev.inception_metrics(samples, reference, tmp_path, "toy-test", download=False, batch_size=8, splits=2)
-    again = ev.inception_metrics(samples, reference, tmp_path, "toy-test", download=False, splits=2)
-    assert calls == [1] and first == again  # reference statistics read back from the cache
+    first = scorer.score(samples, reference(grey_reference))
+    again = scorer.score(samples, reference(np.zeros_like(grey_reference)))  # the same key: read from the cache
+    assert first == again
     with torch.no_grad():
         nchw = torch.from_numpy(samples).permute(0, 3, 1, 2)
         ref = torch.from_numpy(grey_reference).permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
         mu_s, mu_r = net(nchw, return_features=True).double().mean(0), net(ref, return_features=True).double().mean(0)
         probs = net(nchw, no_output_bias=True).numpy()
     assert first["fid"] == pytest.approx(float(((mu_s - mu_r) ** 2).sum()), rel=1e-5)
-    assert (first["is_mean"], first["is_std"]) == pytest.approx(ev.inception_score(probs, splits=2), rel=1e-5)
-    assert first["num_samples"] == 20 and first["num_reference"] == 30
+    assert (first["is_mean"], first["is_std"]) == pytest.approx(ev.inception_score(probs, splits=10), rel=1e-5)
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
 

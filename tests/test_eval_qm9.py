@@ -1,22 +1,26 @@
-"""Tests for discdiff.evaluation.qm9: metrics, reports, plots and sample loading."""
+"""Molecule evaluation: the metrics (`evaluation.molecule_metrics`), the molecules domain's report
+(`evaluation.domains.molecules`: tables and pictures) and samples files."""
 
 import csv
 import json
 import math
 
+import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from discdiff.chem import canonical_smiles, mol_from_smiles, qed, ring_count
-from discdiff.evaluation.qm9 import (
-    data_reference_row,
+from discdiff.evaluation.domains import Context, molecules
+from discdiff.evaluation.molecule_metrics import (
     draw_molecule_grid,
-    evaluate_qm9_samples,
-    load_samples,
     plot_property_histogram,
+    property_row,
+    property_values,
     qm9_metrics,
-    write_metrics,
 )
+from discdiff.evaluation.samples import Samples, read_samples
+from discdiff.evaluation.tables import write_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BENZENE_QED = 0.44262837
@@ -68,8 +72,9 @@ def test_unknown_property_rejected():
         qm9_metrics(SAMPLES, TRAIN, properties=("logp",))
 
 
-def test_data_reference_row():
-    row = data_reference_row(["c1ccccc1", "CCO", "C1CC"])
+def test_property_row_of_a_dataset():
+    mols = [m for m in map(mol_from_smiles, ["c1ccccc1", "CCO", "C1CC"]) if m is not None]
+    row = property_row(3, len(mols), property_values(mols, ("qed", "ring_count")))
     assert row["num_samples"] == 3 and row["valid"] == 2
     assert row["ring_count_valid_mean"] == pytest.approx(0.5)
     assert row["qed_valid_q75"] <= BENZENE_QED + 1e-9
@@ -130,47 +135,56 @@ def test_property_histogram_png(tmp_path):
     ('{"samples": "CCO"}', "expected a JSON object"),
     ('{"samples": ["CCO", 3]}', "expected a JSON object"),
 ])
-def test_load_samples_rejects_bad_files(tmp_path, content, reason):
+def test_read_samples_rejects_bad_files(tmp_path, content, reason):
     path = tmp_path / "samples.json"
     if content is not None:
         path.write_text(content)
     with pytest.raises(ValueError, match=reason) as err:
-        load_samples(path)
+        read_samples(path)
     message = str(err.value)
     assert "\n" not in message and str(path) in message and "'samples' list" in message
 
 
-def test_evaluate_qm9_samples(tmp_path):
-    samples_path = tmp_path / "samples.json"
-    samples_path.write_text(json.dumps({"samples": SAMPLES, "config": {}}))
-    assert load_samples(samples_path) == SAMPLES
+@pytest.fixture
+def domain(monkeypatch):
+    """The molecules domain over the training molecules TRAIN."""
+    mols = [mol_from_smiles(s) for s in sorted(TRAIN)]
+    table = pd.DataFrame({"canonical": sorted(TRAIN), "qed": [qed(m) for m in mols],
+                          "ring_count": [ring_count(m) for m in mols]})
+    monkeypatch.setattr(molecules, "qm9_train_table", lambda data: table)
+    cfg = OmegaConf.create({"study": {"property": "qed"}})
+    return molecules.Molecules(Context(OmegaConf.create({"name": "qm9"}), cfg, "cpu"))
+
+
+def _samples(texts):
+    return Samples(texts, None, 0, None)
+
+
+def test_molecules_report(domain, tmp_path):
     out = tmp_path / "eval"
-    metrics = evaluate_qm9_samples(samples_path, TRAIN, out)
-    assert metrics == qm9_metrics(SAMPLES, TRAIN)
+    rows, pictures = domain.evaluate(_samples(SAMPLES), out, {})
+    write_metrics(rows, out, domain.table)
+    assert domain.printed(rows) == qm9_metrics(SAMPLES, TRAIN)
     assert sorted(p.name for p in out.iterdir()) == [
         "molecules.png", "qed_hist.png", "qm9_metrics.csv", "qm9_metrics.json"]
+    assert sorted(p.name for p in pictures) == ["molecules.png", "qed_hist.png"]
     rows = json.loads((out / "qm9_metrics.json").read_text())
     assert [r["row"] for r in rows] == ["samples", "data"]
     assert rows[0]["novel"] == 2 and rows[1]["num_samples"] == len(TRAIN)
+    mols = [mol_from_smiles(s) for s in TRAIN]
+    assert rows[1]["qed_valid_mean"] == pytest.approx(sum(qed(m) for m in mols) / len(mols))
     _assert_png(out / "molecules.png", (1200, 200))  # 6 valid samples, one row of 6
     _assert_png(out / "qed_hist.png", (600, 400))
 
 
-def test_evaluate_without_valid_samples_skips_grid(tmp_path):
-    samples_path = tmp_path / "samples.json"
-    samples_path.write_text(json.dumps({"samples": ["C1CC", ""]}))
-    metrics = evaluate_qm9_samples(samples_path, TRAIN, tmp_path / "eval")
-    assert metrics["valid"] == 0 and math.isnan(metrics["qed_novel_mean"])
-    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == [
-        "qed_hist.png", "qm9_metrics.csv", "qm9_metrics.json"]
+def test_molecules_without_valid_samples_draw_no_grid(domain, tmp_path):
+    rows, pictures = domain.evaluate(_samples(["C1CC", ""]), tmp_path / "eval", {})
+    assert rows[0]["valid"] == 0 and math.isnan(rows[0]["qed_novel_mean"])
+    assert [p.name for p in pictures] == ["qed_hist.png"]
 
 
-def test_precomputed_training_properties_give_the_same_data_row(tmp_path):
-    samples_path = tmp_path / "samples.json"
-    samples_path.write_text(json.dumps({"samples": SAMPLES}))
-    evaluate_qm9_samples(samples_path, TRAIN, tmp_path / "a")
-    mols = [mol_from_smiles(s) for s in TRAIN]
-    props = {"qed": [qed(m) for m in mols], "ring_count": [ring_count(m) for m in mols]}
-    evaluate_qm9_samples(samples_path, TRAIN, tmp_path / "b", train_properties=props)
-    a, b = (json.loads((tmp_path / d / "qm9_metrics.json").read_text()) for d in "ab")
-    assert a == b
+def test_molecules_study_row_and_reference(domain):
+    assert domain.score(_samples(SAMPLES)) == qm9_metrics(SAMPLES, TRAIN)
+    reference = domain.reference()
+    assert reference["method"] == "data" and reference["num_samples"] == len(TRAIN)
+    assert domain.y.column == "qed_novel_mean"

@@ -1,4 +1,4 @@
-"""Text judging (`discdiff.evaluation.text`): generative perplexity against a brute-force loop on
+"""Text judging (`discdiff.evaluation.text_metrics`): generative perplexity against a brute-force loop on
 a tiny random GPT-2 judge built offline, the diversity metrics on hand-computed examples, the
 refusals, and the real offline judge (SmolLM2-135M GGUF) preferring English to shuffled words."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from discdiff.data.cache import cache_root
-from discdiff.evaluation.text import (
+from discdiff.evaluation.text_metrics import (
     evaluate_text_samples,
     generative_perplexity,
     load_judge,

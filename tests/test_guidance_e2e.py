@@ -11,7 +11,7 @@ import torch
 
 from discdiff.cli import main
 from discdiff.models import HiddenStateClassifier
-from discdiff.pipeline import load, load_classifier
+from discdiff.loading import load, load_classifier
 
 CLF = ["data.label_col=qed", "optim.lr=1e-3", "lr_scheduler=constant_warmup", "lr_scheduler.warmup_steps=3",
        "trainer.limit_val_batches=2", "trainer.max_steps=10", "trainer.val_check_interval=10",
@@ -90,7 +90,7 @@ def test_qm9_guidance_study_table_and_plot(runs, tmp_path, capsys):
     common = ["eval", "qm9-guidance", "sampling.num_samples=6", "sampling.steps=4", "study.gammas=[0,2]",
               f"study.output_dir={study}"]
     assert main([*common, f"run_dir={runs['udlm']}", "guidance=cfg", "study.seeds=[1,2]",
-                 f"study.eval_classifier={runs['clean']}"]) == 0
+                 f"eval.classifier={runs['clean']}"]) == 0
     assert main([*common, f"run_dir={runs['ar']}", "guidance=fudge", f"guidance.classifier={runs['prefix']}"]) == 0
     assert main([*common, f"run_dir={runs['ar']}", "guidance=fudge", f"guidance.classifier={runs['prefix']}"]) == 0
     rows = list(csv.DictReader((study / "guidance.csv").open()))

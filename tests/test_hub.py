@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from conftest import SAMPLES
+from discdiff.hub import weight_names
 import discdiff
 from discdiff.cli import main
 
@@ -177,7 +179,7 @@ def test_fine_tuning_starts_from_the_published_weights(tmp_path, cache_dir, quic
     from discdiff.data import build_datasets
     from discdiff.training.run import train
 
-    _, _, tokenizer = build_datasets({"name": "qm9", "source": "fixture", "length": 16})
+    _, _, tokenizer = build_datasets({"name": "qm9", "path": str(SAMPLES["qm9"]), "length": 16})
     w, _ = published_folder(tmp_path / "hf", vocab=tokenizer.vocab_size, length=16)
     run = tmp_path / "run"
     train(compose([*quick_overrides, f"run_dir={run}", "algo=udlm", "model=hf_dit", f"model.pretrained={tmp_path / 'hf'}",
@@ -185,7 +187,7 @@ def test_fine_tuning_starts_from_the_published_weights(tmp_path, cache_dir, quic
                    "lr_scheduler.warmup_steps=1", "training.ema=0", "model.dropout=0.0"]))
     tuned = discdiff.load(run, device="cpu")
     assert tuned.cfg.model.hidden_size == 32 and tuned.lm.backbone.conditioning_mode == "silu_each"
-    start = discdiff.hub.layout.from_upstream(w)
+    start = weight_names.from_upstream(w)
     assert all(torch.allclose(tuned.lm.backbone.state_dict()[k], v, atol=1e-6) for k, v in start.items())
     with pytest.raises(discdiff.config.ConfigError, match="is a UDLM checkpoint; train it with algo=udlm"):
         train(compose([*quick_overrides, f"run_dir={tmp_path / 'r2'}", "algo=mdlm", "model=hf_dit",

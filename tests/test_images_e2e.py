@@ -59,7 +59,7 @@ def test_eval_images_unguided_from_a_samples_file(image_runs, tmp_path, capsys):
 def test_image_guidance_study(image_runs, tmp_path, capsys):
     study = tmp_path / "study"
     assert main(["eval", "guidance", f"run_dir={image_runs / 'mdlm'}", "guidance=cfg", "study.gammas=[0,2]",
-                 "study.conditions=[1,2]", f"study.eval_classifier={image_runs / 'oracle'}", *SAMPLE,
+                 "study.conditions=[1,2]", f"eval.classifier={image_runs / 'oracle'}", *SAMPLE,
                  f"study.output_dir={study}"]) == 0
     rows = list(csv.DictReader(open(study / "guidance.csv")))
     assert [(r["gamma"], r["condition"], r["num_samples"]) for r in rows] == [("0.0", "1 2", "8"), ("2.0", "1 2", "8")]
@@ -85,7 +85,7 @@ def offline_inception(monkeypatch):
 
 @pytest.mark.parametrize("args, expected", [
     (["eval", "images", "study.conditions=[12]"], "class 12 is not a class of digits; allowed: 0 0, 1 1"),
-    (["eval", "guidance", "guidance=cfg", "study.conditions=[0,12]", "study.eval_classifier=ORACLE"],
+    (["eval", "guidance", "guidance=cfg", "study.conditions=[0,12]", "eval.classifier=ORACLE"],
      "label 12 is not a class of this model; allowed: 0..9"),
     (["eval", "images", "eval.inception=true", "eval.inception_dir=WEIGHTS"], "eval.inception=false"),
     (["eval", "guidance", "guidance=cfg"], "the image study scores the target class with an evaluation classifier"),

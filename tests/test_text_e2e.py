@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SAMPLES
 from discdiff.cli import main
 
-TEXT = ["data=imdb", "data.source=fixture", "data.length=32", "model=micro", "model.dropout=0.0",
+TEXT = ["data=imdb", f"data.path={SAMPLES['imdb']}", "data.length=32", "model=micro", "model.dropout=0.0",
         "loader.global_batch_size=16", "trainer.progress_bar=false", "trainer.accelerator=cpu", "training.ema=0.9",
         "trainer.max_steps=12", "trainer.val_check_interval=12", "checkpointing.every_n_steps=12",
         "trainer.limit_val_batches=1"]
@@ -61,7 +62,7 @@ def test_sentiment_guidance_study(text_runs, tiny_judge_dir, tmp_path, capsys):
     common = ["eval", "guidance", f"run_dir={text_runs / 'udlm'}", "guidance=cfg", "study.gammas=[0,2]",
               "sampling.num_samples=4", "sampling.batch_size=4", "sampling.steps=4", f"study.output_dir={study}",
               f"eval.judge={tiny_judge_dir}"]
-    assert main([*common, f"study.eval_classifier={text_runs / 'clean'}"]) == 0
+    assert main([*common, f"eval.classifier={text_runs / 'clean'}"]) == 0
     rows = list(csv.DictReader((study / "guidance.csv").open()))
     assert [float(r["gamma"]) for r in rows] == [0.0, 2.0]  # no reference row for text
     for row in rows:
@@ -70,7 +71,7 @@ def test_sentiment_guidance_study(text_runs, tiny_judge_dir, tmp_path, capsys):
     assert (study / "guidance_pareto.png").stat().st_size > 5_000
     assert capsys.readouterr().out.splitlines()[0] == "gamma,seed,num_samples,gen_ppl,entropy,diversity,target_accuracy"
     assert main(common) == 2
-    assert "set study.eval_classifier=RUN_DIR" in capsys.readouterr().err
+    assert "set eval.classifier=RUN_DIR" in capsys.readouterr().err
 
 
 def test_study_sampled_without_judge_is_judged_later(text_runs, tiny_judge_dir, tmp_path):
@@ -79,7 +80,7 @@ def test_study_sampled_without_judge_is_judged_later(text_runs, tiny_judge_dir, 
     study = tmp_path / "study"
     assert main(["eval", "guidance", f"run_dir={text_runs / 'udlm'}", "guidance=cfg", "study.gammas=[0,2]",
                  "sampling.num_samples=4", "sampling.batch_size=4", "sampling.steps=4", f"study.output_dir={study}",
-                 "eval.judge=none", f"study.eval_classifier={text_runs / 'clean'}"]) == 0
+                 "eval.judge=none", f"eval.classifier={text_runs / 'clean'}"]) == 0
     rows = json.loads((study / "guidance.json").read_text())
     assert all("gen_ppl" not in r and 0 <= r["target_accuracy"] <= 1 for r in rows)
     path = Path(__file__).resolve().parents[1] / "bench" / "rescore_text_study.py"

@@ -6,20 +6,33 @@ folder, flushed to disk and renamed over the old one, so a crash, a preemption o
 during a write leaves the previous checkpoint whole. `checkpoints/index.json` records the step and
 size of every file written, which tells a damaged file (a broken copy, a truncated transfer) and
 the steps it had reached even when the file itself no longer reads.
+
+Reading runs no code from the file: every read unpickles with `torch.load(weights_only=True)`,
+whose allowlist is tensors and plain containers (dict, OrderedDict, list, tuple, str, numbers,
+None, torch sizes and dtypes), exactly what a discdiff checkpoint holds (weights, the optimizer's
+and Lightning's counters, the configuration as plain dicts, the EMA). A file that needs any other
+type is refused in one line naming it, and nothing in it runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .files import atomic_path, write_json
+from .ema import EMA
+from .errors import first_line
+from .files import write_json
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INDEX = "index.json"
 
@@ -46,8 +59,10 @@ def read(path: Path) -> dict:
         raise CheckpointError(f"{path} cannot be read (not a complete checkpoint archive: truncated, damaged "
                               "or another kind of file)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:  # truncated zip, garbage, permissions, pickles of unknown classes
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:  # the weights-only unpickler met a type off its allowlist
+        raise CheckpointError(_refusal(path, err)) from None
+    except Exception as err:  # truncated zip, garbage, permissions
         raise CheckpointError(f"{path} cannot be read ({_reason(err)})") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
@@ -66,8 +81,15 @@ def peek(path: Path) -> Checkpoint:
 
 def _reason(err: Exception) -> str:
     """The error's type and first sentence (torch's loader explains at length)."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0].split('. ')[0].rstrip('.')}" if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err).split('. ')[0].rstrip('.')}"
+
+
+def _refusal(path: Path, err: pickle.UnpicklingError) -> str:
+    """One line for a file the weights-only unpickler refused, naming the type it asked for."""
+    found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(err))
+    what = f"a pickled {found.group(1)}" if found else "a pickled object of a type off the allowlist"
+    return (f"{path} holds {what}, which no discdiff checkpoint holds; refused without running it (checkpoints "
+            "are read as tensors and plain containers only)")
 
 
 def recorded_step(path: Path) -> Optional[int]:
@@ -88,25 +110,18 @@ def _write_index(folder: Path, index: dict) -> None:
     write_json(folder / INDEX, index)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with crash-safe writes (`discdiff.files.atomic_path`, streamed to
-    disk rather than buffered in memory) and the step index."""
+def record(path: Path, step: int) -> None:
+    """Enter a checkpoint file just written (its step and size) in its folder's index."""
+    index = _load_index(path.parent)
+    index[path.name] = {"step": int(step), "bytes": path.stat().st_size}
+    _write_index(path.parent, index)
 
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-        index = _load_index(path.parent)
-        index[path.name] = {"step": int(checkpoint.get("global_step", 0)), "bytes": path.stat().st_size}
+
+def forget(path: Path) -> None:
+    """Drop a removed checkpoint file from its folder's index."""
+    index = _load_index(path.parent)
+    if index.pop(path.name, None) is not None:
         _write_index(path.parent, index)
-
-    def remove_checkpoint(self, path) -> None:
-        super().remove_checkpoint(path)
-        index = _load_index(Path(path).parent)
-        if index.pop(Path(path).name, None) is not None:
-            _write_index(Path(path).parent, index)
 
 
 @dataclass(frozen=True)
@@ -167,3 +182,39 @@ def loadable(path: Path) -> tuple[Checkpoint, Optional[str]]:
             continue
         return found, (f"{skipped[0]}; using {candidate.name} (step {found.step})" if skipped else None)
     raise CheckpointError(f"{skipped[0]}, and no other checkpoint of {path} can be read")
+
+
+def for_loading(path: Path, kind: str) -> Checkpoint:
+    """The checkpoint to load from a run folder (best.ckpt, else the newest readable one) or a
+    .ckpt file, refused in one line unless it holds a `kind` ("generator" | "classifier"); a
+    skipped damaged file is reported as a warning."""
+    found, note = loadable(Path(path))
+    if note:
+        log.warning(note)
+    if found.kind != kind:
+        hint = "train one with discdiff train-classifier" if kind == "classifier" else "train one with discdiff train"
+        raise CheckpointError(f"{found.path} holds a {found.kind}, not a {kind}; {hint}")
+    return found
+
+
+def load_network(state: dict, attribute: str, network: torch.nn.Module, use_ema: bool = True) -> None:
+    """Load into `network` the weights the training module kept as its `attribute` (`lm` for a
+    generator, `classifier` for a classifier), then the EMA weights over them where the checkpoint
+    has them and `use_ema`."""
+    prefix = f"{attribute}."
+    network.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    ema = state["discdiff"].get("ema")
+    if use_ema and ema is not None:
+        average = EMA(network, ema["decay"])
+        average.load_state_dict(ema)
+        average.copy_to(network)
+
+
+def rebuilt(path: Path, build: Callable[[], T]) -> T:
+    """`build()` (a network from the checkpoint's configuration and weights), with a failure
+    (weights of another shape, a configuration this version cannot read) reported in one line."""
+    try:
+        return build()
+    except Exception as err:
+        raise CheckpointError(f"{path} does not match the network its configuration describes "
+                              f"(written by another discdiff version?): {first_line(err)}") from None

@@ -1,5 +1,7 @@
-"""Build a language model from a resolved configuration: the one place that reads the
-model-family knobs (parameterization, diffusion, T, noise) and picks classes accordingly."""
+"""Build a language model or classifier from a resolved configuration: the one place that reads
+the model-family knobs (parameterization, diffusion, T, noise) and picks classes accordingly, and
+the one owner of the rules that join them (which algo a configuration is, what a classifier of
+each kind reads)."""
 
 from __future__ import annotations
 
@@ -9,20 +11,37 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from . import objectives
+from .data.registry import get_spec
 from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process, data_vocab_size, model_vocab_size
-from .models import HiddenStateClassifier, SequenceClassifier, build_backbone, build_encoder
+from .models import MODEL_SIZES, HiddenStateClassifier, SequenceClassifier, build_backbone, build_encoder
+from .models.classifier import CLASSIFIER_KINDS
 from .models.dimamba import DIMAMBA_SIZES, build_dimamba
+from .models.unet import build_unet, check_unet
 from .schedules import get_schedule
 
 PRETRAINED = "hf_dit"  # model=hf_dit: a DiT in the published UDLM / MDLM layout (discdiff.hub)
+#: diffusion -> the algo (`algo=`) of a diffusion model over that process
+DIFFUSION_ALGOS = {"uniform": "udlm", "absorbing_state": "mdlm"}
+NOISY_NEEDS_DIFFUSION = ("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
+                         "(classifier.kind=prefix or head serve AR models, kind=clean evaluates)")
+
+
+def algo_name(cfg: DictConfig) -> str:
+    """The algo of a configuration's family: ar, mdlm or udlm."""
+    return "ar" if cfg.parameterization == "ar" else DIFFUSION_ALGOS[cfg.diffusion]
 
 
 def label_classes(cfg: DictConfig) -> Optional[int]:
     """Classes of data.label_col (None for an unlabelled run): binary for thresholded properties
     (QM9) and sentiment, ten for species and images (the dataset registry says)."""
-    from .data.registry import get_spec
-
     return None if cfg.data.label_col is None else get_spec(cfg.data.name).num_classes
+
+
+def vocab_info(tokenizer, vocab_size: Optional[int] = None) -> dict:
+    """What a checkpoint rebuilds its network from: `vocab_size`, the ids the network reads (null:
+    the tokenizer's whole vocabulary; see `lm.model_vocab_size`), and the special token ids."""
+    return {"vocab_size": tokenizer.vocab_size if vocab_size is None else vocab_size, "pad_id": tokenizer.pad_id,
+            "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "mask_id": tokenizer.mask_id}
 
 
 def _overrides(m, keys) -> dict:
@@ -31,8 +50,6 @@ def _overrides(m, keys) -> dict:
 
 def _dit(m, data, vocab_size: int, **options):
     """model=micro|tiny|small|medium (a DiT size with optional overrides) or model=hf_dit."""
-    from .models import MODEL_SIZES
-
     dims = _overrides(m, ("n_blocks", "hidden_size", "n_heads", "cond_dim"))
     if m.name == PRETRAINED:
         if len(dims) < 4:
@@ -52,14 +69,8 @@ def _dimamba(m, data, vocab_size: int, *, conditioning: str, **options):
 
 def _unet(m, data, vocab_size: int, *, causal: bool, conditioning: str, **options):
     """model=unet: the image UNet of `model.size` over the dataset's image shape (diffusion only)."""
-    from .data.registry import get_spec
-    from .models.unet import build_unet
-
     shape = get_spec(data.name).image_shape
-    if shape is None:
-        raise ValueError(f"model=unet reads images; data={data.name} is not an image dataset")
-    if causal:
-        raise ValueError("model=unet has no causal form; autoregressive models use a DiT (model=micro|tiny|small|medium)")
+    check_unet("model=unet", shape, causal, dataset=f"data={data.name}")
     return build_unet(m.size, vocab_size, data.length, shape, dropout=m.dropout, **options)
 
 
@@ -105,16 +116,22 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
                        **common)
 
 
-CLASSIFIER_KINDS = ("noisy", "clean", "prefix", "head")
-
-
-def classifier_vocab_size(cfg: DictConfig, tokenizer) -> int:
-    """Ids a classifier of `classifier.kind` reads: a noisy one the x_t of the generator's process
+def classifier_vocab_size(kind: str, diffusion: str, tokenizer) -> int:
+    """Ids a classifier of `kind` (classifier.kind) reads for a generator of the `diffusion`
+    process: a noisy one the x_t of that process and a head the generator's own input
     (`model_vocab_size`), the others clean data (`data_vocab_size`; one clean classifier serves
     MDLM and UDLM samples of images alike)."""
-    if cfg.classifier.kind == "noisy":
-        return model_vocab_size(cfg.diffusion, tokenizer)
+    if kind in ("noisy", "head"):
+        return model_vocab_size(diffusion, tokenizer)
     return data_vocab_size(tokenizer)
+
+
+def check_classifier(cfg: DictConfig) -> None:
+    """Refuse a classifier that cannot be trained: no labels, or noise of an AR model."""
+    if cfg.data.label_col is None:
+        raise ValueError("a classifier needs labels: set data.label_col (one of the dataset's label columns)")
+    if cfg.classifier.kind == "noisy" and cfg.parameterization == "ar":
+        raise ValueError(NOISY_NEEDS_DIFFUSION)
 
 
 def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageModel] = None):
@@ -123,12 +140,11 @@ def build_classifier(cfg: DictConfig, vocab: dict, generator: Optional[LanguageM
     c, kind = cfg.classifier, cfg.classifier.kind
     if kind not in CLASSIFIER_KINDS:
         raise ValueError(f"unknown classifier.kind '{kind}'; allowed: {', '.join(CLASSIFIER_KINDS)}")
+    check_classifier(cfg)
     if kind == "head":
         if generator is None:
             raise ValueError("classifier.kind=head needs classifier.generator=RUN_DIR (a trained generator)")
         return HiddenStateClassifier(generator, label_classes(cfg)), generator.corrupt
-    from .data.registry import get_spec
-
     encoder = build_encoder(c.model, vocab["vocab_size"], cfg.data.length, time_conditioning=kind == "noisy",
                             causal=kind == "prefix", dropout=c.dropout, image_shape=get_spec(cfg.data.name).image_shape)
     classifier = SequenceClassifier(encoder, label_classes(cfg), pooling=c.pooling)
@@ -147,7 +163,6 @@ def _clean(x0):
 def build_noising(cfg: DictConfig, vocab_size: int, mask_id: int):
     """(process, schedule) of the generator family a noisy classifier is trained for; refuses AR."""
     if cfg.parameterization == "ar":
-        raise ValueError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
-                         "(classifier.kind=prefix or head serve AR models)")
+        raise ValueError(NOISY_NEEDS_DIFFUSION)
     noise = OmegaConf.to_container(cfg.noise)
     return build_process(cfg.diffusion, vocab_size, mask_id), get_schedule(noise.pop("name"), **noise)

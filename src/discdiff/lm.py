@@ -235,14 +235,14 @@ class AutoregressiveLM(LanguageModel):
                                      progress=progress)
 
 
-PROCESSES = {
-    "absorbing_state": lambda vocab_size, mask_id, **options: AbsorbingProcess(vocab_size, mask_id, **options),
-    "uniform": lambda vocab_size, mask_id, **options: UniformProcess(vocab_size),
-}
+#: diffusion (the config key) -> its forward process
+PROCESSES = {"absorbing_state": AbsorbingProcess, "uniform": UniformProcess}
 
 
-#: diffusion -> its process class (what `model_vocab_size` asks)
-PROCESS_CLASSES = {"absorbing_state": AbsorbingProcess, "uniform": UniformProcess}
+def _process_class(diffusion: str) -> type[DiscreteProcess]:
+    if diffusion not in PROCESSES:
+        raise ValueError(f"unknown diffusion '{diffusion}'; allowed: {', '.join(PROCESSES)}")
+    return PROCESSES[diffusion]
 
 
 def data_vocab_size(tokenizer) -> int:
@@ -255,14 +255,11 @@ def model_vocab_size(diffusion: str, tokenizer) -> int:
     """Ids a generator of the `diffusion` process reads and emits: the whole vocabulary when the
     process has a mask state or the tokenizer keeps no mask apart, else the data's ids (UDLM on
     images: the 256 pixel values, no wasted mask)."""
-    if diffusion not in PROCESS_CLASSES:
-        raise ValueError(f"unknown diffusion '{diffusion}'; allowed: {', '.join(PROCESS_CLASSES)}")
-    return tokenizer.vocab_size if PROCESS_CLASSES[diffusion].uses_mask else data_vocab_size(tokenizer)
+    return tokenizer.vocab_size if _process_class(diffusion).uses_mask else data_vocab_size(tokenizer)
 
 
 def build_process(diffusion: str, vocab_size: int, mask_id: int, **options) -> DiscreteProcess:
     """The forward process named by the `diffusion` config key (options: the absorbing
-    process's carry_over / subs_masking)."""
-    if diffusion not in PROCESSES:
-        raise ValueError(f"unknown diffusion '{diffusion}'; allowed: {', '.join(PROCESSES)}")
-    return PROCESSES[diffusion](vocab_size, mask_id, **options)
+    process's carry_over / subs_masking; a process without a mask state takes none)."""
+    process = _process_class(diffusion)
+    return process(vocab_size, mask_id, **options) if process.uses_mask else process(vocab_size)

@@ -18,6 +18,8 @@ import annotated_types as at
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
+from .hub.format import is_hub_id
+
 
 class MustExist:
     """Marks a path that must exist when the configuration is checked: `what` is "path", "file"
@@ -56,8 +58,6 @@ class HubOrPath:
     """Marks a value that is an existing path or a HuggingFace hub id (org/name)."""
 
     def __call__(self, value: str) -> str:
-        from .hub import is_hub_id
-
         if not Path(value).expanduser().exists() and not is_hub_id(value):
             raise ValueError("no such file or folder, nor a HuggingFace hub id (org/name)")
         return value

@@ -2,8 +2,8 @@
 the schema every value is checked against (`schema`), and the generated key reference
 (`reference`)."""
 
-from .compose import CONFIG_DIR, GROUPS, batch_plan, compose, default_config, group_options, world_size
-from .schema import ConfigError
+from .compose import CONFIG_DIR, GROUPS, compose, default_config, group_options, restore
+from .schema import ConfigError, batch_plan, world_size
 
 __all__ = ["CONFIG_DIR", "GROUPS", "ConfigError", "batch_plan", "compose", "default_config", "group_options",
-           "world_size"]
+           "restore", "world_size"]

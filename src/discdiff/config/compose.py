@@ -10,13 +10,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import first_line
 from . import schema
 from .schema import ConfigError
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 GROUPS = ("algo", "model", "data", "noise", "lr_scheduler", "logger", "guidance", "experiment")
+#: keys of earlier versions -> the key that replaced them
+RENAMED = {"study.eval_classifier": "eval.classifier"}
 
 
 def group_options(group: str) -> list[str]:
@@ -30,13 +36,16 @@ def _check_overrides(overrides: list[str]) -> None:
         if not sep:
             raise ConfigError(f"override '{item}' is not key=value (e.g. algo=mdlm model=tiny trainer.max_steps=100)")
         group = key.lstrip("+~")
+        if group in RENAMED:
+            raise ConfigError(f"{group} is now {RENAMED[group]} (one key for the evaluation classifier of eval and "
+                              f"the study): {RENAMED[group]}={value}")
         optional = group in ("experiment", "guidance") and value == "null"
         if group in GROUPS and value not in group_options(group) and not optional:
             raise ConfigError(f"unknown {group} '{value}'; allowed: {', '.join(group_options(group))}")
 
 
 def _one_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = first_line(err)
     match = re.search(r"Key '([^']+)' is not in struct", str(err))
     if match or "Could not override" in text:
         key = re.search(r"Could not override '([^']+)'", str(err))
@@ -66,10 +75,6 @@ def _allowed_keys_hint(dotted: str) -> str:
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """Compose config.yaml with command-line style overrides and validate the result."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     overrides = list(overrides or [])
     _check_overrides(overrides)
     GlobalHydra.instance().clear()
@@ -100,11 +105,7 @@ def default_config() -> DictConfig:
     return cfg
 
 
-def world_size(cfg: DictConfig) -> int:
-    """Number of training processes (devices x nodes); 'auto' devices count as 1."""
-    return schema.world_size(cfg.trainer)
-
-
-def batch_plan(cfg: DictConfig) -> tuple[int, int]:
-    """(per-device micro-batch, gradient accumulation steps) that reach loader.global_batch_size."""
-    return schema.batch_plan(cfg.loader.global_batch_size, cfg.loader.batch_size, world_size(cfg))
+def restore(stored: dict | DictConfig) -> DictConfig:
+    """The configuration a run stored (config.yaml, a checkpoint's), with keys added since it was
+    written at their defaults (not in struct mode)."""
+    return OmegaConf.merge(default_config(), stored)

@@ -1,7 +1,7 @@
 """The configuration keys, generated from the schema: every key with what it allows, its default
-and its meaning, as text (`discdiff config --help`) or as the README's Markdown table.
+and its meaning, as text (`discdiff config --help`) or as the Markdown table of docs/configuration.md.
 
-    python -m discdiff.config.reference --write README.md   # refresh the README's table (make docs)
+    python -m discdiff.config.reference --write docs/configuration.md   # refresh the table (make docs)
 
 Defaults come from the packaged YAML files: the composed default configuration, and for groups
 whose options take different keys (noise, logger, guidance) each option's own file.
@@ -99,7 +99,7 @@ def as_text(width: int = 100) -> str:
 
 
 def as_markdown() -> str:
-    """The README's table (between the BEGIN / END markers)."""
+    """The Markdown table (what docs/configuration.md holds between the BEGIN / END markers)."""
     rows = ["_Generated from `src/discdiff/config/schema.py` by `make docs`._", "",
             "Config groups: " + ", ".join(f"`{g}={'|'.join(group_options(g))}`" for g in GROUPS) + ".", "",
             "| key | allowed | default | meaning |", "|---|---|---|---|"]
@@ -114,24 +114,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def readme_block(readme: str) -> str:
-    """The generated block currently in a README's text ('' when it has none)."""
-    if BEGIN not in readme or END not in readme:
+def generated_block(text: str) -> str:
+    """The generated block currently in a Markdown text ('' when it has none)."""
+    if BEGIN not in text or END not in text:
         return ""
-    return readme[readme.index(BEGIN):readme.index(END) + len(END)]
+    return text[text.index(BEGIN):text.index(END) + len(END)]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="print the configuration reference, or refresh a README's table")
+    parser = argparse.ArgumentParser(description="print the configuration reference, or refresh a Markdown file's table")
     parser.add_argument("--markdown", action="store_true", help="Markdown instead of text")
-    parser.add_argument("--write", metavar="README", help="replace the generated block of this file")
+    parser.add_argument("--write", metavar="FILE", help="replace the generated block of this Markdown file")
     args = parser.parse_args(argv)
     if args.write is None:
         print(as_markdown() if args.markdown else as_text())
         return 0
     path = Path(args.write)
     text = path.read_text()
-    old = readme_block(text)
+    old = generated_block(text)
     if not old:
         print(f"{path} has no block between {BEGIN!r} and {END!r}", file=sys.stderr)
         return 2

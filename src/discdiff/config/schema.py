@@ -4,7 +4,7 @@ The packaged YAML files (`discdiff/configs`) hold the default values; the models
 key's type, range or allowed values and meaning, and the rules that join keys (a family's knobs,
 a model's head count, a batch plan). `check(plain_dict)` runs them all once, when a configuration
 is composed, for every command; the first violation becomes one line naming the key, the value
-and what is allowed. `discdiff config --help` and the README's key table are generated from these
+and what is allowed. `discdiff config --help` and docs/configuration.md's key table are generated from these
 models (`discdiff.config.reference`), so the documentation cannot drift from the checks.
 
 A config group whose options take different keys (noise, logger, guidance) is a union of one model
@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from ..data.registry import DataConfig
-from ..factory import CLASSIFIER_KINDS
+from ..data.registry import DataConfig, get_spec
+from ..lr_schedules import LR_SCHEDULES
 from ..models import MODEL_SIZES
+from ..models.classifier import CLASSIFIER_KINDS, ENCODERS, POOLINGS
 from ..models.dimamba import DIMAMBA_SIZES
-from ..models.dit import CONDITIONINGS
-from ..models.unet import UNET_SIZES
-from ..models.classifier import ENCODERS, POOLINGS
-from ..training.lr import LR_SCHEDULES
+from ..models.layers import CONDITIONINGS
+from ..models.unet import UNET_SIZES, check_unet
 from ..validation import (
     ExistingFile,
     ExistingPath,
@@ -129,25 +128,15 @@ ModelSection = Annotated[Union[DiTSection, PretrainedDiTSection, DiMambaSection,
                          Field(discriminator="name")]
 
 
+def _option(base: type[Section], name: str, meaning: str, **keys) -> type[Section]:
+    """One option of a config group whose options take different keys: `base`'s keys, `name`
+    fixed to this option (`meaning`: what it is) and its own `keys` ((type, Field) each)."""
+    return create_model(f"{base.__name__.strip('_')}_{name}", __base__=base,
+                        name=(Literal[name], Field(description=meaning)), **keys)
+
+
 class _EpsNoise(Section):
     eps: OpenUnitFloat = Field(description="alpha_1 = eps: the share of clean tokens left at t = 1")
-
-
-class LogLinearNoise(_EpsNoise):
-    name: Literal["loglinear"] = Field(description="alpha_t = 1 - (1 - eps) t (MDLM / UDLM default)")
-
-
-class CosineNoise(_EpsNoise):
-    name: Literal["cosine"] = Field(description="alpha_t = eps + (1 - eps) cos(pi t / 2)")
-
-
-class CosineSquaredNoise(_EpsNoise):
-    name: Literal["cosine_squared"] = Field(description="alpha_t = eps + (1 - eps) cos^2(pi t / 2)")
-
-
-class PolynomialNoise(_EpsNoise):
-    name: Literal["polynomial"] = Field(description="alpha_t = 1 - (1 - eps) t^exponent")
-    exponent: PositiveFloat = Field(description="power of t")
 
 
 class _SigmaRangeNoise(Section):
@@ -161,16 +150,15 @@ class _SigmaRangeNoise(Section):
         return self
 
 
-class LinearNoise(_SigmaRangeNoise):
-    name: Literal["linear"] = Field(description="sigma_t linear from sigma_min to sigma_max, alpha_t = exp(-sigma_t)")
-
-
-class GeometricNoise(_SigmaRangeNoise):
-    name: Literal["geometric"] = Field(description="sigma_t = sigma_min^(1-t) sigma_max^t, alpha_t = exp(-sigma_t)")
-
-
-Noise = Annotated[Union[LogLinearNoise, CosineNoise, CosineSquaredNoise, PolynomialNoise, LinearNoise,
-                        GeometricNoise], Field(discriminator="name")]
+Noise = Annotated[Union[
+    _option(_EpsNoise, "loglinear", "alpha_t = 1 - (1 - eps) t (MDLM / UDLM default)"),
+    _option(_EpsNoise, "cosine", "alpha_t = eps + (1 - eps) cos(pi t / 2)"),
+    _option(_EpsNoise, "cosine_squared", "alpha_t = eps + (1 - eps) cos^2(pi t / 2)"),
+    _option(_EpsNoise, "polynomial", "alpha_t = 1 - (1 - eps) t^exponent",
+            exponent=(PositiveFloat, Field(description="power of t"))),
+    _option(_SigmaRangeNoise, "linear", "sigma_t linear from sigma_min to sigma_max, alpha_t = exp(-sigma_t)"),
+    _option(_SigmaRangeNoise, "geometric", "sigma_t = sigma_min^(1-t) sigma_max^t, alpha_t = exp(-sigma_t)"),
+], Field(discriminator="name")]
 
 
 class LRScheduler(Section):
@@ -185,22 +173,13 @@ class _Logger(Section):
     project: str = Field(description="project name (W&B); kept for the other loggers")
 
 
-class CSVLoggerSection(_Logger):
-    name: Literal["csv"] = Field(description="CSV metrics in run_dir/logs/version_N/metrics.csv")
-
-
-class TensorBoardLoggerSection(_Logger):
-    name: Literal["tensorboard"] = Field(description="TensorBoard events in run_dir/logs (the tensorboard extra)")
-
-
-class WandbLoggerSection(_Logger):
-    name: Literal["wandb"] = Field(description="Weights & Biases (the wandb extra); offline when its server is "
-                                               "unreachable")
-    entity: Optional[str] = Field(description="W&B entity (team or user); null: your default")
-    offline: bool = Field(description="log offline (sync later with `wandb sync`)")
-
-
-Logger = Annotated[Union[CSVLoggerSection, TensorBoardLoggerSection, WandbLoggerSection], Field(discriminator="name")]
+Logger = Annotated[Union[
+    _option(_Logger, "csv", "CSV metrics in run_dir/logs/version_N/metrics.csv"),
+    _option(_Logger, "tensorboard", "TensorBoard events in run_dir/logs (the tensorboard extra)"),
+    _option(_Logger, "wandb", "Weights & Biases (the wandb extra); offline when its server is unreachable",
+            entity=(Optional[str], Field(description="W&B entity (team or user); null: your default")),
+            offline=(bool, Field(description="log offline (sync later with `wandb sync`)"))),
+], Field(discriminator="name")]
 
 
 class _Guidance(Section):
@@ -213,36 +192,26 @@ class _ClassifierGuidance(_Guidance):
                                                            "(the kind the method needs); required to sample")
 
 
-class CFGOptions(_Guidance):
-    name: Literal["cfg"] = Field(description="D-CFG: p(.|y)^gamma p(.)^(1-gamma); a label-conditional model, any family")
+def _hidden_state_steps(method: str, per: str, kl_of: str) -> dict:
+    """The keys of a method that takes gradient steps on a generator's hidden states (NOS, PPLM)."""
+    return {f"num_{method}_steps": (PositiveInt, Field(description=f"gradient steps per {per}")),
+            f"{method}_step_size": (PositiveFloat, Field(description="each step's length relative to the hidden "
+                                                                     "states' size")),
+            f"{method}_stability_coef": (NonNegativeFloat, Field(description=f"weight of KL(perturbed || model) "
+                                                                             f"{kl_of}"))}
 
 
-class CBGOptions(_ClassifierGuidance):
-    name: Literal["cbg"] = Field(description="D-CBG: p(x_s|x_t) p(y|x_s)^gamma with a noisy classifier (MDLM, UDLM)")
-    use_approx: bool = Field(description="first-order Taylor scores (one classifier gradient per step)")
-
-
-class NOSOptions(_ClassifierGuidance):
-    name: Literal["nos"] = Field(description="NOS: gradient steps on the denoiser's hidden states (MDLM, UDLM)")
-    num_nos_steps: PositiveInt = Field(description="gradient steps per sampling step")
-    nos_step_size: PositiveFloat = Field(description="each step's length relative to the hidden states' size")
-    nos_stability_coef: NonNegativeFloat = Field(description="weight of KL(perturbed || model) per position")
-
-
-class FUDGEOptions(_ClassifierGuidance):
-    name: Literal["fudge"] = Field(description="FUDGE: top-k next tokens reweighted by a prefix classifier (AR)")
-    topk: PositiveInt = Field(description="candidate tokens scored per step")
-
-
-class PPLMOptions(_ClassifierGuidance):
-    name: Literal["pplm"] = Field(description="PPLM: gradient steps on the AR model's last hidden state (AR)")
-    num_pplm_steps: PositiveInt = Field(description="gradient steps per token")
-    pplm_step_size: PositiveFloat = Field(description="each step's length relative to the hidden states' size")
-    pplm_stability_coef: NonNegativeFloat = Field(description="weight of KL(perturbed || model) of the next token")
-
-
-GuidanceOptions = Annotated[Union[CFGOptions, CBGOptions, NOSOptions, FUDGEOptions, PPLMOptions],
-                            Field(discriminator="name")]
+GuidanceOptions = Annotated[Union[
+    _option(_Guidance, "cfg", "D-CFG: p(.|y)^gamma p(.)^(1-gamma); a label-conditional model, any family"),
+    _option(_ClassifierGuidance, "cbg", "D-CBG: p(x_s|x_t) p(y|x_s)^gamma with a noisy classifier (MDLM, UDLM)",
+            use_approx=(bool, Field(description="first-order Taylor scores (one classifier gradient per step)"))),
+    _option(_ClassifierGuidance, "nos", "NOS: gradient steps on the denoiser's hidden states (MDLM, UDLM)",
+            **_hidden_state_steps("nos", "sampling step", "per position")),
+    _option(_ClassifierGuidance, "fudge", "FUDGE: top-k next tokens reweighted by a prefix classifier (AR)",
+            topk=(PositiveInt, Field(description="candidate tokens scored per step"))),
+    _option(_ClassifierGuidance, "pplm", "PPLM: gradient steps on the AR model's last hidden state (AR)",
+            **_hidden_state_steps("pplm", "token", "of the next token")),
+], Field(discriminator="name")]
 
 # --------------------------------------------------------------------------- sections
 
@@ -365,10 +334,11 @@ class Eval(Section):
     samples: Optional[ExistingFile] = Field(description="eval qm9 / gen-ppl / species / images: a samples JSON; null "
                                                         "= sample now (species, images: toward each class of "
                                                         "study.conditions, null = every class)")
-    classifier: Optional[HubSource] = Field(description="eval species / images: the evaluation classifier (a clean "
-                                                        "classifier's run folder or, for species, a HuggingFace "
-                                                        "sequence-classification model); null = k-mer metrics only "
-                                                        "(species), Inception metrics only (images)")
+    classifier: Optional[HubSource] = Field(description="the evaluation classifier of eval species / images and the "
+                                                        "guidance study: a clean classifier's run folder, or a "
+                                                        "HuggingFace sequence-classification model (folder or hub "
+                                                        "id) that reads the decoded samples; its verdicts give "
+                                                        "target_accuracy and the oracle_* scores; null = none")
     inception: bool = Field(description="eval images and the image study: FID / IS with the standard Inception-v3 "
                                         "(weights in eval.inception_dir, refused when missing); false = the offline "
                                         "metrics only (fid_clf and the class scores of eval.classifier)")
@@ -386,10 +356,6 @@ class Study(Section):
     gammas: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="guidance strengths of the sweep")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(description="sampling seeds of the sweep")
     name: Optional[str] = Field(description="the model's name in the table and plot; null = the run folder's name")
-    eval_classifier: Optional[HubSource] = Field(description="an evaluation classifier: a clean classifier's run "
-                                                             "folder, or a HuggingFace sequence-classification "
-                                                             "model (folder or hub id); adds target_accuracy, the "
-                                                             "share of samples it assigns to their target class")
     conditions: Optional[list[NonNegativeInt]] = Field(description="classes to steer toward, each in turn with "
                                                                    "sampling.num_samples samples (one row per "
                                                                    "setting); null = [guidance.condition] (eval "
@@ -454,19 +420,15 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _backbone_fits(self):
-        from ..data.registry import get_spec
-
-        if get_spec(self.data.name).image_shape is not None and self.parameterization == "ar":
+        shape = get_spec(self.data.name).image_shape
+        if shape is not None and self.parameterization == "ar":
             raise ValueError(f"data={self.data.name} holds images, whose pixel tokens have no [BOS] to start an AR "
                              "model from; use algo=mdlm or algo=udlm")
-        if self.classifier.model.startswith("unet_") and get_spec(self.data.name).image_shape is None:
-            raise ValueError(f"classifier.model={self.classifier.model} reads images; data={self.data.name} is not an "
-                             "image dataset")
+        if self.classifier.model.startswith("unet_"):
+            check_unet(f"classifier.model={self.classifier.model}", shape, self.classifier.kind == "prefix",
+                       dataset=f"data={self.data.name}")
         if self.model.name == "unet":
-            if get_spec(self.data.name).image_shape is None:
-                raise ValueError(f"model=unet reads images; data={self.data.name} is not an image dataset")
-            if self.parameterization == "ar":
-                raise ValueError("model=unet has no causal form; AR models use a DiT (model=micro|tiny|small|medium)")
+            check_unet("model=unet", shape, self.parameterization == "ar", dataset=f"data={self.data.name}")
         return self
 
     @model_validator(mode="after")
@@ -478,24 +440,27 @@ class RunConfig(Section):
                              "training.ema=0 or use strategy=ddp")
         if self.lr_scheduler.min_lr > self.optim.lr:
             raise ValueError(f"lr_scheduler.min_lr={self.lr_scheduler.min_lr} is above optim.lr={self.optim.lr}")
-        batch_plan(self.loader.global_batch_size, self.loader.batch_size, world_size(self.trainer))
+        batch_plan(self.loader, self.trainer)
         return self
 
 
 def world_size(trainer) -> int:
-    """Training processes: devices per node (a count, a list, or 'auto' = 1) x nodes."""
+    """Training processes of a `trainer` section: devices per node (a count, a list, or 'auto' = 1)
+    x nodes."""
     devices = trainer.devices
     per_node = devices if isinstance(devices, int) else 1 if isinstance(devices, str) else len(devices)
     return max(per_node, 1) * trainer.num_nodes
 
 
-def batch_plan(global_batch: int, micro: Optional[int], world: int) -> tuple[int, int]:
-    """(per-device micro-batch, gradient accumulation steps) that reach the global batch."""
-    micro = micro or global_batch // world
-    if micro < 1 or global_batch % (micro * world):
-        raise ConfigError(f"loader.global_batch_size={global_batch} is not a multiple of "
+def batch_plan(loader, trainer) -> tuple[int, int]:
+    """(per-device micro-batch, gradient accumulation steps) that reach loader.global_batch_size
+    over the trainer's processes (the `loader` and `trainer` sections)."""
+    world, total = world_size(trainer), loader.global_batch_size
+    micro = loader.batch_size or total // world
+    if micro < 1 or total % (micro * world):
+        raise ConfigError(f"loader.global_batch_size={total} is not a multiple of "
                           f"loader.batch_size={micro} x {world} device(s)")
-    return micro, global_batch // (micro * world)
+    return micro, total // (micro * world)
 
 
 def check(plain: dict) -> dict:

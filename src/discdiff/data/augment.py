@@ -15,6 +15,9 @@ from typing import Callable, Optional
 
 import torch
 
+from .registry import get_spec
+from .tokenizers import DNATokenizer
+
 Augment = Callable[[dict], dict]
 
 
@@ -49,9 +52,6 @@ def hflip(image_shape: tuple[int, int, int]) -> Augment:
 
 def build_augment(data_cfg) -> Optional[Augment]:
     """The transform named by `data.augment` for this dataset, or None."""
-    from .registry import get_spec
-    from .tokenizers import DNATokenizer
-
     name = data_cfg.get("augment")
     if name is None:
         return None

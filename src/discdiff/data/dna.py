@@ -15,8 +15,8 @@ Sources:
   (or found installed), cut into non-overlapping windows; the split is by strain: for every
   species one strain (chosen with ``split_seed``) is validation, so no window of a validation
   genome is seen in training;
-* ``fixture``: ``tests/fixtures/dna/`` (short pieces of two of those genomes, FASTA);
-* ``path``: a folder of ``<species>/<strain>.fasta[.gz]`` files, read like the offline source.
+* ``path``: a folder of ``<species>/<strain>.fasta[.gz]`` files, read like the offline source
+  (the tests give ``tests/fixtures/dna/``, short pieces of two of those genomes).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from discdiff.data.cache import cache_root, debian_package, file_digest
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits, seeded_split
-from discdiff.data.tokenizers import DNATokenizer
+from .cache import cache_root, debian_package, file_digest
+from .datasets import load_tokens
+from .registry import DataConfig, DatasetSpec, Splits, seeded_split
+from .tokenizers import DNATokenizer
 
 RAGOUT_PACKAGE = "ragout-examples"
 RAGOUT_EXAMPLES = Path("usr/share/doc/ragout/examples")
@@ -99,7 +100,7 @@ def _genome_splits(root: Path, length: int, seed: int) -> tuple[dict, list[str]]
 
 
 def _hub_splits(hub_id: str, seed: int) -> dict:
-    import datasets
+    import datasets  # heavy: only for the hub source
 
     frame = datasets.load_dataset(hub_id, split="train").to_pandas()
     column = next((c for c in SEQUENCE_COLUMNS if c in frame.columns), None)
@@ -114,8 +115,6 @@ def _hub_splits(hub_id: str, seed: int) -> dict:
 def _root(cfg: DataConfig, spec: DatasetSpec) -> Path:
     if cfg.path is not None:
         return Path(cfg.path).expanduser()
-    if cfg.source == "fixture":
-        return spec.fixture_path.parent
     return ragout_examples(cache_root(cfg.cache_dir))
 
 
@@ -152,8 +151,6 @@ def species_names(cfg: DataConfig, spec: DatasetSpec) -> list[str]:
 def real_windows(data_cfg, split: str = "valid") -> dict[int, list[str]]:
     """{species: its real windows} of a split (the reference of the DNA metrics), read from the
     token cache the run was trained with."""
-    from discdiff.data import load_tokens
-
     tokens, tokenizer = load_tokens(data_cfg)
     stored = tokens[split]
     found: dict[int, list[str]] = {}

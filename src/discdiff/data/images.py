@@ -17,7 +17,7 @@ Sources (`data.source`, `data.path`):
   dataset ``uoft-cs/cifar10`` (columns img, label). 50,000 train / 10,000 test 3 x 32 x 32 images.
 * ``fashion_mnist``: a folder of the four idx files (``{train,t10k}-{images-idx3,labels-idx1}-
   ubyte[.gz]``): ``data.path``, else (``auto`` / ``offline``) Debian's ``dataset-fashion-mnist``
-  fetched into ``<cache>/fashion_mnist`` (`discdiff.data.cache.debian_package`), or ``fixture``:
+  fetched into ``<cache>/fashion_mnist`` (`discdiff.data.cache.debian_package`); the tests give
   ``tests/fixtures/fashion_mnist`` (200 train / 100 test images of the real set). 60,000 train /
   10,000 test 1 x 28 x 28 images.
 * ``digits``: ``sklearn.datasets.load_digits`` (1,797 1 x 8 x 8 images, values 0..16, rescaled to
@@ -34,10 +34,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from sklearn.datasets import load_digits
 
-from discdiff.data.cache import cache_root, debian_package, file_digest
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits
-from discdiff.data.tokenizers import PixelTokenizer
+from ..errors import described, first_line
+from .cache import cache_root, debian_package, file_digest
+from .datasets import load_tokens
+from .registry import DataConfig, DatasetSpec, Splits
+from .tokenizers import PixelTokenizer
 
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{k}" for k in range(1, 6))
@@ -85,27 +88,25 @@ def _cifar_from_folder(folder: Path, shape) -> Arrays:
 def _torchvision_download(root: Path) -> Optional[Path]:
     """The batches downloaded by torchvision into `root`; None when torchvision is not installed."""
     try:
-        from torchvision.datasets import CIFAR10
+        from torchvision.datasets import CIFAR10  # optional: its download, where installed
     except ImportError:
         return None
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as err:  # network or archive failures
-        raise ValueError(f"torchvision could not download CIFAR10 into {root}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise ValueError(f"torchvision could not download CIFAR10 into {root}: {described(err)}") from None
     return _cifar_batches(root)
 
 
 def _cifar_from_hub(hub_id: str) -> Arrays:
     """CIFAR10 from the HF dataset `hub_id` (columns img: PIL image, label)."""
     try:
-        import datasets
+        import datasets  # heavy: only for the hub source
 
         dsd = datasets.load_dataset(hub_id)
     except Exception as err:  # unreachable hub, missing dataset
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"CIFAR10 could not be loaded: torchvision is not installed and the HF dataset {hub_id} is "
-                         f"unreachable ({first}); give data.path=a folder holding {CIFAR_FOLDER}") from None
+                         f"unreachable ({first_line(err)}); give data.path=a folder holding {CIFAR_FOLDER}") from None
 
     def arrays(split):
         images = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in dsd[split]["img"]])
@@ -176,8 +177,6 @@ def _idx_split(folder: Path, split: str, shape) -> tuple[np.ndarray, np.ndarray]
 def _fashion_folder(cfg: DataConfig, spec: DatasetSpec) -> Path:
     if cfg.path is not None:
         return Path(cfg.path).expanduser()
-    if cfg.source == "fixture":
-        return spec.fixture_path.parent
     return debian_package(FASHION_PACKAGE, FASHION_INSIDE, cache_root(cfg.cache_dir) / spec.name, "Fashion-MNIST")
 
 
@@ -196,8 +195,6 @@ def digit_levels(values: np.ndarray) -> np.ndarray:
 def _digits(cfg: DataConfig, spec: DatasetSpec) -> Arrays:
     if cfg.path is not None:
         raise ValueError("data=digits reads scikit-learn's copy; it takes no data.path")
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     images, labels = digit_levels(bunch.images).reshape(len(bunch.images), -1), bunch.target.astype(np.int64)
     order = np.random.default_rng(cfg.split_seed).permutation(len(images))
@@ -257,8 +254,6 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
 def real_images(data_cfg, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(token ids (N, C*H*W) int64, labels (N,)) of a split, read from the token cache the run
     was trained with (the reference of the image metrics)."""
-    from discdiff.data import load_tokens
-
     tokens, _ = load_tokens(data_cfg)
     stored = tokens[split if split in tokens else "valid"]
     length = math.prod(DataConfig.from_mapping(data_cfg).spec.image_shape)
@@ -266,7 +261,7 @@ def real_images(data_cfg, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return ids, np.asarray(stored.labels["label"], dtype=np.int64)
 
 
-def check_classes(classes, spec: DatasetSpec) -> None:
+def check_image_classes(classes, spec: DatasetSpec) -> None:
     """Refuse target classes outside the dataset's 0..num_classes-1 in one line."""
     outside = [c for c in classes if not 0 <= int(c) < spec.num_classes]
     if outside:

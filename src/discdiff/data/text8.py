@@ -8,7 +8,6 @@ Sources (``cfg.source``):
 * ``offline``: the 206-page enwiki dump sample shipped in the PyPI ``gensim==4.4.0``
   wheel (installed gensim, or the wheel file placed in ``<cache>/text8/``), cleaned
   here the text8 way (about 5.2M characters) and split 90/5/5 proportionally;
-* ``fixture``: ``tests/fixtures/text8/text8_sample.txt``;
 * ``cfg.path``: a text8-style ``.zip``, a MediaWiki XML dump (``.xml`` / ``.bz2``) or plain text.
 """
 
@@ -22,9 +21,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from discdiff.data.cache import CacheError, cache_root, file_digest, load_or_build
-from discdiff.data.registry import DataConfig, DatasetSpec, Splits
-from discdiff.data.tokenizers import CharTokenizer
+from .cache import CacheError, cache_root, file_digest, load_or_build
+from .registry import DataConfig, DatasetSpec, Splits
+from .tokenizers import CharTokenizer
 
 TEXT8_CHARS = 100_000_000
 TEXT8_SPLIT = (90_000_000, 95_000_000)
@@ -192,9 +191,8 @@ def read_text_file(path: Path) -> str:
 
 def identity(cfg: DataConfig, spec: DatasetSpec) -> str:
     """What the cached tokens are made from: the source and the cleaning version."""
-    if cfg.path is not None or cfg.source == "fixture":
-        path = Path(cfg.path).expanduser() if cfg.path is not None else spec.fixture_path
-        source = f"file:{file_digest(path)}"
+    if cfg.path is not None:
+        source = f"file:{file_digest(Path(cfg.path).expanduser())}"
     else:
         source = "offline:gensim-enwiki" if cfg.source == "offline" else f"url:{spec.url}"
     return f"text8:{source}:cleaning={CLEANING_VERSION}"
@@ -209,8 +207,6 @@ def load_splits(cfg: DataConfig, spec: DatasetSpec) -> Splits:
     the "blocks" layout joins again) and the character tokenizer."""
     if cfg.path is not None:
         splits = _proportional_split(read_text_file(Path(cfg.path).expanduser()))
-    elif cfg.source == "fixture":
-        splits = _proportional_split(read_text_file(spec.fixture_path))
     elif cfg.source == "offline":
         splits = _proportional_split(offline_text(cfg))
     else:

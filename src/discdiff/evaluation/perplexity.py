@@ -16,17 +16,18 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from ..data import build_split
+from ..loading import Pipeline
+
 
 @torch.no_grad()
-def evaluate_perplexity(pipe, *, split: str = "test", include_padding: bool = False, batch_size: int = 64,
+def evaluate_perplexity(pipe: Pipeline, *, split: str = "test", include_padding: bool = False, batch_size: int = 64,
                         max_batches: int | None = None, num_time_samples: int = 1, seed: int = 1) -> dict:
     """Average the per-token NELBO over `split` of the model's dataset (see the module docstring).
 
     Diffusion NELBOs are Monte Carlo estimates over t; `num_time_samples` draws per sequence
     lower their variance. Returns nll (nats per token), ppl = exp(nll), bpt = nll / ln 2, the
     tokens counted, the split used and what was counted."""
-    from ..data import build_split
-
     data_cfg = OmegaConf.to_container(pipe.cfg.data)
     if (pipe.run_dir / "tokenizer").is_dir():
         data_cfg["tokenizer_dir"] = str(pipe.run_dir / "tokenizer")

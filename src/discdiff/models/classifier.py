@@ -24,19 +24,20 @@ from torch import nn
 
 from .dimamba import DIMAMBA_SIZES, build_dimamba
 from .dit import MODEL_SIZES, build_backbone
-from .unet import UNET_SIZES, build_unet
+from .unet import UNET_SIZES, build_unet, check_unet
 
 POOLINGS = ("mean", "max")
+#: classifier.kind: what a classifier reads. noisy: x_t of a diffusion model's forward process
+#: (D-CBG); clean: x0 (evaluation); prefix: every prefix of x0 (FUDGE); head: a frozen generator's
+#: last hidden states (NOS, PPLM)
+CLASSIFIER_KINDS = ("noisy", "clean", "prefix", "head")
 #: classifier.model: a DiT size, dimamba_<size> (a DiMamba encoder, for long DNA sequences) or
 #: unet_<size> (a UNet encoder, for images)
 ENCODERS = (*MODEL_SIZES, *(f"dimamba_{size}" for size in DIMAMBA_SIZES), *(f"unet_{size}" for size in UNET_SIZES))
 
 
 def _unet_encoder(size: str, vocab_size: int, length: int, *, image_shape=None, causal: bool = False, **options):
-    if image_shape is None:
-        raise ValueError(f"classifier.model=unet_{size} reads images; this dataset is not an image dataset")
-    if causal:
-        raise ValueError("a UNet encoder has no causal form; prefix classifiers use a DiT or DiMamba encoder")
+    check_unet(f"classifier.model=unet_{size}", image_shape, causal)
     return build_unet(size, vocab_size, length, image_shape, **options)
 
 

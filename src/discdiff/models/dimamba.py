@@ -1,8 +1,9 @@
 """DiMamba: a bidirectional Mamba (S6) backbone, a drop-in alternative to the DiT.
 
-Same interface and conditioning as `discdiff.models.dit.DiT` (token / one-hot / embedding
-inputs, "silu_sum" time + label conditioning, ``return_hidden`` and ``head`` for guidance,
-incremental causal decoding through a state cache), with the attention blocks replaced by
+Same interface and conditioning as `discdiff.models.dit.DiT` (both are `ConditionedBackbone`s:
+token / one-hot / embedding inputs, "silu_sum" time + label conditioning, ``return_hidden`` and
+``head`` for guidance; incremental causal decoding through a state cache), with the attention
+blocks replaced by
 Mamba blocks whose cost is linear in the sequence length:
 
     h0 = token_embedding(x)                                    (B, L, D)
@@ -64,8 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .dit import DiT
-from .layers import FinalLayer, ScaledLayerNorm, TimestepEmbedding
+from .layers import ConditionedBackbone, FinalLayer, ScaledLayerNorm, size_spec
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _fused_scan
@@ -250,7 +250,7 @@ class DiMambaBlock(nn.Module):
 
 
 # ------------------------------------------------------------------ model
-class DiMamba(nn.Module):
+class DiMamba(ConditionedBackbone):
     """Bidirectional (or causal) Mamba over token sequences conditioned on (sigma, class label).
 
     Args:
@@ -265,18 +265,10 @@ class DiMamba(nn.Module):
                  dropout: float = 0.1, causal: bool = False, num_classes: int | None = None,
                  time_conditioning: bool = True, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  chunk_size: int = 64):
-        super().__init__()
-        self.conditioning_mode = "silu_sum"  # read by DiT.conditioning
-        self.vocab_size, self.length, self.hidden_size = vocab_size, length, hidden_size
-        self.n_blocks, self.cond_dim = n_blocks, cond_dim
-        self.causal, self.num_classes = causal, num_classes
-        self.time_conditioning = time_conditioning
+        super().__init__(vocab_size, length, hidden_size, cond_dim, num_classes=num_classes,
+                         time_conditioning=time_conditioning, causal=causal)
+        self.n_blocks = n_blocks
         self.d_state, self.d_conv, self.expand, self.chunk_size = d_state, d_conv, expand, chunk_size
-        self.token_embedding = nn.Embedding(vocab_size, hidden_size)
-        self.time_embedding = TimestepEmbedding(cond_dim)
-        self.label_embedding = (
-            nn.Embedding(num_classes + 1, cond_dim) if num_classes is not None else None
-        )
         self.blocks = nn.ModuleList(
             DiMambaBlock(hidden_size, cond_dim, dropout, causal, d_state=d_state, d_conv=d_conv,
                          expand=expand, chunk_size=chunk_size)
@@ -284,16 +276,6 @@ class DiMamba(nn.Module):
         )
         self.final = FinalLayer(hidden_size, vocab_size, cond_dim)
         self._init_embeddings()
-
-    # Embedding, conditioning and head: one implementation, shared with DiT.
-    _init_embeddings = DiT._init_embeddings
-    null_class = DiT.null_class
-    embed = DiT.embed
-    _sigma = DiT._sigma
-    _input = DiT._input
-    output_logits = DiT.output_logits
-    head = DiT.head
-    conditioning = DiT.conditioning
 
     def new_kv_cache(self, batch_size: int, max_length: int | None = None, device=None,
                      dtype=None) -> MambaStateCache:
@@ -324,8 +306,7 @@ class DiMamba(nn.Module):
             h = block(h, c, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(L)
-        logits = self.output_logits(h, c)
-        return (logits, h) if return_hidden else logits
+        return self.outputs(h, c, return_hidden)
 
 
 def build_dimamba(size_or_dict, vocab_size: int, length: int, *, causal: bool = False,
@@ -333,16 +314,6 @@ def build_dimamba(size_or_dict, vocab_size: int, length: int, *, causal: bool = 
                   dropout: float = 0.1) -> DiMamba:
     """DiMamba from a named size in DIMAMBA_SIZES or a dict with n_blocks, hidden_size and
     optionally cond_dim, d_state, d_conv, expand, chunk_size."""
-    if isinstance(size_or_dict, str):
-        if size_or_dict not in DIMAMBA_SIZES:
-            raise ValueError(f"unknown model size {size_or_dict!r}; allowed: {', '.join(DIMAMBA_SIZES)}")
-        spec = DIMAMBA_SIZES[size_or_dict]
-    else:
-        spec = dict(size_or_dict)
-        unknown = set(spec) - _SPEC_KEYS
-        missing = {"n_blocks", "hidden_size"} - set(spec)
-        if unknown or missing:
-            raise ValueError(f"bad model spec: unknown keys {sorted(unknown)}, missing "
-                             f"{sorted(missing)}; keys: {', '.join(sorted(_SPEC_KEYS))}")
+    spec = size_spec(size_or_dict, DIMAMBA_SIZES, keys=_SPEC_KEYS, required={"n_blocks", "hidden_size"})
     return DiMamba(vocab_size, length, dropout=dropout, causal=causal, num_classes=num_classes,
                    time_conditioning=time_conditioning, **spec)

@@ -4,16 +4,12 @@ The network maps tokens ``x`` (B, L), a noise level ``sigma`` (B,) and an
 optional class label ``cond`` (B,) to logits (B, L, V):
 
     h0 = token_embedding(x)                                (B, L, D)
-    c  = silu(TimeMLP(sinusoid(sigma)) + label_emb(cond))  (B, C)   conditioning="silu_sum"
-    c  = silu(TimeMLP(sinusoid(sigma))) + silu(label_emb(cond))     conditioning="silu_each"
+    c  = conditioning(sigma, cond)                         (B, C)   (`layers.ConditionedBackbone`)
     h  = blocks(h0, c)   # adaLN-zero transformer blocks, rotary attention
     logits = head(h, c)  # adaLN (shift/scale) + Linear(D -> V)
 
-Class labels use ``nn.Embedding(num_classes + 1, C)``; index ``num_classes``
-is the null class used by classifier-free guidance. ``cond=None`` means the
-null class under "silu_sum" (discdiff's own models) and no label term under
-"silu_each" (the layout of the published UDLM / MDLM checkpoints, see
-`discdiff.hub`). With ``time_conditioning=False`` sigma is replaced by zeros.
+The embeddings, the conditioning vector (how time and label join, "silu_sum" or the published
+checkpoints' "silu_each", see `discdiff.hub`) and the head are `ConditionedBackbone`'s.
 
 Guidance hooks:
   * ``x`` may be token ids (B, L) or a one-hot / relaxed distribution (B, L, V),
@@ -28,12 +24,9 @@ Guidance hooks:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import DiTBlock, FinalLayer, Rotary, TimestepEmbedding
-
-CONDITIONINGS = ("silu_sum", "silu_each")
+from .layers import ConditionedBackbone, DiTBlock, FinalLayer, Rotary, size_spec
 
 #: Named backbone sizes; ``micro`` is sized for CPU demos and tests.
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -118,7 +111,7 @@ class KVCache:
         return self
 
 
-class DiT(nn.Module):
+class DiT(ConditionedBackbone):
     """Transformer over token sequences conditioned on (sigma, class label).
 
     Args:
@@ -138,86 +131,15 @@ class DiT(nn.Module):
     def __init__(self, vocab_size, length, hidden_size, n_blocks, n_heads, cond_dim=128,
                  dropout=0.1, causal=False, num_classes=None, time_conditioning=True,
                  conditioning: str = "silu_sum"):
-        super().__init__()
-        if conditioning not in CONDITIONINGS:
-            raise ValueError(f"unknown conditioning '{conditioning}'; allowed: {', '.join(CONDITIONINGS)}")
-        self.conditioning_mode = conditioning
-        self.vocab_size, self.length, self.hidden_size = vocab_size, length, hidden_size
-        self.n_blocks, self.n_heads, self.cond_dim = n_blocks, n_heads, cond_dim
-        self.causal, self.num_classes = causal, num_classes
-        self.time_conditioning = time_conditioning
-        self.token_embedding = nn.Embedding(vocab_size, hidden_size)
-        self.time_embedding = TimestepEmbedding(cond_dim)
-        self.label_embedding = (
-            nn.Embedding(num_classes + 1, cond_dim) if num_classes is not None else None
-        )
+        super().__init__(vocab_size, length, hidden_size, cond_dim, num_classes=num_classes,
+                         time_conditioning=time_conditioning, causal=causal, conditioning=conditioning)
+        self.n_blocks, self.n_heads = n_blocks, n_heads
         self.rotary = Rotary(hidden_size // n_heads)
         self.blocks = nn.ModuleList(
             DiTBlock(hidden_size, n_heads, cond_dim, dropout, causal) for _ in range(n_blocks)
         )
         self.final = FinalLayer(hidden_size, vocab_size, cond_dim)
         self._init_embeddings()
-
-    def _init_embeddings(self) -> None:
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        for layer in self.time_embedding.mlp:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
-                nn.init.zeros_(layer.bias)
-        if self.label_embedding is not None:
-            nn.init.normal_(self.label_embedding.weight, std=0.02)
-
-    @property
-    def null_class(self) -> int | None:
-        """Label index of the null (unconditional) class, or None without labels."""
-        return self.num_classes
-
-    # ----------------------------------------------------------------- pieces
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, L), or a one-hot / relaxed distribution over tokens (B, L, V) (embedded as
-        ``x @ token_embedding.weight``, differentiable in x) -> embeddings (B, L, D)."""
-        if not x.is_floating_point():
-            return self.token_embedding(x)
-        if x.shape[-1] != self.vocab_size:
-            raise ValueError(f"one-hot input has {x.shape[-1]} columns, the vocabulary {self.vocab_size}")
-        weight = self.token_embedding.weight
-        return x.to(weight.dtype) @ weight
-
-    def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
-        """Conditioning vector c (B, C), activated: what the adaLN modulations read (module
-        docstring for the two ways time and label embeddings join).
-
-        sigma: (B,) float, a scalar, or None (zeros); ignored when time_conditioning
-            is False.
-        cond: (B,) class ids, value ``num_classes`` meaning null; None (see the module docstring).
-        """
-        t = self.time_embedding(self._sigma(sigma, batch_size, device))
-        if self.label_embedding is None:
-            if cond is not None:
-                raise ValueError(f"cond given to a {type(self).__name__} built without num_classes")
-            return F.silu(t)
-        if self.conditioning_mode == "silu_each":
-            return F.silu(t) if cond is None else F.silu(t) + F.silu(self.label_embedding(cond))
-        if cond is None:
-            cond = torch.full((batch_size,), self.num_classes, device=device, dtype=torch.long)
-        return F.silu(t + self.label_embedding(cond))
-
-    def _sigma(self, sigma, batch_size: int, device) -> torch.Tensor:
-        """sigma as a (B,) float tensor: zeros when None or time conditioning is off;
-        a scalar is broadcast to the batch."""
-        if sigma is None or not self.time_conditioning:
-            return torch.zeros(batch_size, device=device)
-        sigma = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1)
-        return sigma.expand(batch_size) if sigma.numel() == 1 else sigma
-
-    def output_logits(self, hidden: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Last hidden state (B, L, D) and conditioning (B, C) -> logits (B, L, V)."""
-        return self.final(hidden, c)
-
-    def head(self, hidden: torch.Tensor, sigma=None, cond=None) -> torch.Tensor:
-        """Logits (B, L, V) of (possibly perturbed) last hidden states (B, L, D)."""
-        c = self.conditioning(sigma, cond, hidden.shape[0], hidden.device)
-        return self.output_logits(hidden, c)
 
     #: `new_kv_cache(static=True)` exists: decoding steps of fixed shapes, for CUDA graphs
     static_kv_cache = True
@@ -256,13 +178,7 @@ class DiT(nn.Module):
             h = block(h, c, cos, sin, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(L)
-        logits = self.output_logits(h, c)
-        return (logits, h) if return_hidden else logits
-
-    def _input(self, x, inputs_embeds) -> torch.Tensor:
-        if (x is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of x and inputs_embeds")
-        return self.embed(x) if inputs_embeds is None else inputs_embeds
+        return self.outputs(h, c, return_hidden)
 
 
 # -------------------------------------------------------------------- helpers
@@ -271,19 +187,8 @@ def build_backbone(size_or_dict, vocab_size: int, length: int, *, causal: bool =
                    dropout: float = 0.1, conditioning: str = "silu_sum") -> DiT:
     """DiT from a named size in MODEL_SIZES or a dict with n_blocks, hidden_size,
     n_heads and optionally cond_dim."""
-    if isinstance(size_or_dict, str):
-        if size_or_dict not in MODEL_SIZES:
-            raise ValueError(f"unknown model size {size_or_dict!r}; "
-                             f"allowed: {', '.join(MODEL_SIZES)}")
-        spec = MODEL_SIZES[size_or_dict]
-    else:
-        spec = dict(size_or_dict)
-        allowed = {"n_blocks", "hidden_size", "n_heads", "cond_dim"}
-        unknown = set(spec) - allowed
-        missing = {"n_blocks", "hidden_size", "n_heads"} - set(spec)
-        if unknown or missing:
-            raise ValueError(f"bad model spec: unknown keys {sorted(unknown)}, missing "
-                             f"{sorted(missing)}; keys: {', '.join(sorted(allowed))}")
+    spec = size_spec(size_or_dict, MODEL_SIZES, keys={"n_blocks", "hidden_size", "n_heads", "cond_dim"},
+                     required={"n_blocks", "hidden_size", "n_heads"})
     return DiT(vocab_size, length, dropout=dropout, causal=causal, num_classes=num_classes,
                time_conditioning=time_conditioning, conditioning=conditioning, **spec)
 

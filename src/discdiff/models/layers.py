@@ -1,4 +1,5 @@
-"""Building blocks of the DiT backbone.
+"""Building blocks of the backbones: what DiT, DiMamba and UNet share (`ConditionedBackbone`), and
+the DiT's layers.
 
 Shape conventions: ``B`` batch, ``L`` sequence length, ``D`` hidden size,
 ``H`` attention heads, ``Dh = D // H`` head size, ``C`` conditioning size.
@@ -183,3 +184,128 @@ class FinalLayer(nn.Module):
         """h: (B, L, D); c: (B, C) activated conditioning -> logits (B, L, V)."""
         shift, scale = self.modulation(c).chunk(2, dim=-1)
         return self.linear(self.norm(h, shift, scale))
+
+
+def size_spec(size_or_dict, sizes: dict[str, dict], *, keys: set[str], required: set[str] = frozenset(),
+              what: str = "model") -> dict:
+    """A backbone's dimensions: the named size `size_or_dict` of `sizes`, or a dict of some of
+    `keys` holding the `required` ones; refused in one line otherwise."""
+    if isinstance(size_or_dict, str):
+        if size_or_dict not in sizes:
+            raise ValueError(f"unknown {what} size {size_or_dict!r}; allowed: {', '.join(sizes)}")
+        return dict(sizes[size_or_dict])
+    spec = dict(size_or_dict)
+    unknown, missing = set(spec) - set(keys), set(required) - set(spec)
+    if unknown or missing:
+        raise ValueError(f"bad {what} spec: unknown keys {sorted(unknown)}, missing {sorted(missing)}; "
+                         f"keys: {', '.join(sorted(keys))}")
+    return spec
+
+
+#: how time and label embeddings join in the conditioning vector (`ConditionedBackbone`)
+CONDITIONINGS = ("silu_sum", "silu_each")
+
+
+class ConditionedBackbone(nn.Module):
+    """What every backbone (DiT, DiMamba, UNet) shares: the token embedding, the conditioning vector
+    of noise level and class label, and the output head.
+
+        e = token_embedding(x)                                  (B, L, E)   ids, or x @ weight for
+                                                                            distributions (B, L, V)
+        c = silu(TimeMLP(sinusoid(sigma)) + label_emb(cond))    (B, C)      conditioning="silu_sum"
+        c = silu(TimeMLP(sinusoid(sigma))) + silu(label_emb(cond))          conditioning="silu_each"
+        logits = final(h, c)                                    (B, L, V)   adaLN + Linear(D -> V)
+
+    Class labels use ``nn.Embedding(num_classes + 1, C)``; index ``num_classes`` is the null class
+    of classifier-free guidance. ``cond=None`` means the null class under "silu_sum" (discdiff's
+    models) and no label term under "silu_each" (the published UDLM / MDLM checkpoints). With
+    ``time_conditioning=False`` sigma is replaced by zeros.
+
+    A subclass calls ``super().__init__`` (which creates the embeddings, in this order: token,
+    time, label), builds its body and ``self.final`` (a `FinalLayer` over its last hidden states of
+    width ``hidden_size``), then calls ``self._init_embeddings()``; its forward maps
+    ``self._input(x, inputs_embeds)`` and ``self.conditioning(...)`` through the body to
+    ``self.output_logits(h, c)``.
+    """
+
+    def __init__(self, vocab_size: int, length: int, hidden_size: int, cond_dim: int, *,
+                 num_classes: int | None = None, time_conditioning: bool = True, causal: bool = False,
+                 conditioning: str = "silu_sum", embedding_dim: int | None = None):
+        super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning '{conditioning}'; allowed: {', '.join(CONDITIONINGS)}")
+        self.conditioning_mode = conditioning
+        self.vocab_size, self.length, self.hidden_size, self.cond_dim = vocab_size, length, hidden_size, cond_dim
+        self.causal, self.num_classes, self.time_conditioning = causal, num_classes, time_conditioning
+        self.token_embedding = nn.Embedding(vocab_size, embedding_dim or hidden_size)
+        self.time_embedding = TimestepEmbedding(cond_dim)
+        self.label_embedding = nn.Embedding(num_classes + 1, cond_dim) if num_classes is not None else None
+
+    def _init_embeddings(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        for layer in self.time_embedding.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        if self.label_embedding is not None:
+            nn.init.normal_(self.label_embedding.weight, std=0.02)
+
+    @property
+    def null_class(self) -> int | None:
+        """Label index of the null (unconditional) class, or None without labels."""
+        return self.num_classes
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, L), or a one-hot / relaxed distribution over tokens (B, L, V) (embedded as
+        ``x @ token_embedding.weight``, differentiable in x) -> embeddings (B, L, E)."""
+        if not x.is_floating_point():
+            return self.token_embedding(x)
+        if x.shape[-1] != self.vocab_size:
+            raise ValueError(f"one-hot input has {x.shape[-1]} columns, the vocabulary {self.vocab_size}")
+        weight = self.token_embedding.weight
+        return x.to(weight.dtype) @ weight
+
+    def _input(self, x, inputs_embeds) -> torch.Tensor:
+        if (x is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of x and inputs_embeds")
+        return self.embed(x) if inputs_embeds is None else inputs_embeds
+
+    def conditioning(self, sigma, cond, batch_size: int, device) -> torch.Tensor:
+        """Conditioning vector c (B, C), activated: what the adaLN modulations read.
+
+        sigma: (B,) float, a scalar, or None (zeros); ignored when time_conditioning is False.
+        cond: (B,) class ids, value ``num_classes`` meaning null; None (see the class docstring).
+        """
+        t = self.time_embedding(self._sigma(sigma, batch_size, device))
+        if self.label_embedding is None:
+            if cond is not None:
+                raise ValueError(f"cond given to a {type(self).__name__} built without num_classes")
+            return F.silu(t)
+        if self.conditioning_mode == "silu_each":
+            return F.silu(t) if cond is None else F.silu(t) + F.silu(self.label_embedding(cond))
+        if cond is None:
+            cond = torch.full((batch_size,), self.num_classes, device=device, dtype=torch.long)
+        return F.silu(t + self.label_embedding(cond))
+
+    def _sigma(self, sigma, batch_size: int, device) -> torch.Tensor:
+        """sigma as a (B,) float tensor: zeros when None or time conditioning is off; a scalar is
+        broadcast to the batch."""
+        if sigma is None or not self.time_conditioning:
+            return torch.zeros(batch_size, device=device)
+        sigma = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1)
+        return sigma.expand(batch_size) if sigma.numel() == 1 else sigma
+
+    def output_logits(self, hidden: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, D) and conditioning (B, C) -> logits (B, L, V)."""
+        return self.final(hidden, c)
+
+    def outputs(self, hidden: torch.Tensor, c: torch.Tensor, return_hidden: bool):
+        """What forward returns: logits (B, L, V), with the last hidden states (B, L, D) when
+        `return_hidden`."""
+        logits = self.output_logits(hidden, c)
+        return (logits, hidden) if return_hidden else logits
+
+    def head(self, hidden: torch.Tensor, sigma=None, cond=None) -> torch.Tensor:
+        """Logits (B, L, V) of (possibly perturbed) last hidden states (B, L, D)."""
+        c = self.conditioning(sigma, cond, hidden.shape[0], hidden.device)
+        return self.output_logits(hidden, c)

@@ -31,8 +31,8 @@ the up path interpolates to the exact size of the skip it joins next (4 -> 7), s
 cropping is needed. A level's resolution (what ``attention_resolutions`` lists) is the height of
 its feature maps: H, then ceil(H / 2), and so on.
 
-Interface as the DiT's (`discdiff.models.dit`, whose conditioning, embedding and head methods are
-reused here): ``forward(x, sigma, cond, inputs_embeds=..., return_hidden=...)`` with x token ids
+Interface as the DiT's (both are `layers.ConditionedBackbone`s, which hold the embedding,
+conditioning and head): ``forward(x, sigma, cond, inputs_embeds=..., return_hidden=...)`` with x token ids
 (B, L) or a one-hot / relaxed distribution (B, L, V) (embedded as ``x @ token_embedding.weight``);
 ``embed(x)`` gives the (B, L, E) embeddings ``inputs_embeds`` accepts; ``head(hidden, sigma, cond)``
 recomputes the logits of (perturbed) last hidden states. There is no causal form and no KV cache.
@@ -46,8 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dit import DiT
-from .layers import FinalLayer, TimestepEmbedding
+from .layers import ConditionedBackbone, FinalLayer, size_spec
 
 #: Named UNet sizes: ``micro`` for CPU tests (8x8 and 28x28 grey images), ``small`` for the CPU
 #: Fashion-MNIST demo, ``cifar10`` the paper-scale CIFAR10 UNet (the DDPM layout, ~36M parameters).
@@ -59,6 +58,17 @@ UNET_SIZES: dict[str, dict] = {
     "cifar10": dict(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,),
                     hidden_size=128, cond_dim=512, embedding_dim=32),
 }
+
+
+def check_unet(what: str, image_shape, causal: bool, dataset: str = "this dataset") -> None:
+    """The rule of every UNet (a generator's or a classifier's): it reads the pixel tokens of an
+    image dataset (`image_shape` (C, H, W), None for other data) and has no causal form. Refused
+    in one line naming `what` asked for it."""
+    if image_shape is None:
+        raise ValueError(f"{what} reads images; {dataset} is not an image dataset")
+    if causal:
+        raise ValueError(f"{what} has no causal form: autoregressive models and prefix classifiers use a DiT "
+                         "(model=micro|tiny|small|medium) or a DiMamba")
 
 
 def _groups(channels: int) -> int:
@@ -178,7 +188,7 @@ class UpLevel(nn.Module):
         return h
 
 
-class UNet(nn.Module):
+class UNet(ConditionedBackbone):
     """UNet over the C * H * W pixel tokens of an image, conditioned on (sigma, class label).
 
     Args:
@@ -198,26 +208,19 @@ class UNet(nn.Module):
         embedding_dim: E, width of the token embedding shared by all channels.
     """
 
-    conditioning_mode = "silu_sum"  # how DiT.conditioning joins time and label embeddings
-
     def __init__(self, vocab_size: int, length: int, image_shape: tuple[int, int, int] = (3, 32, 32),
                  base_channels: int = 64, channel_mults: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 2,
                  attention_resolutions: tuple[int, ...] = (16,), dropout: float = 0.1, hidden_size: int = 64,
                  cond_dim: int = 128, num_classes: int | None = None, time_conditioning: bool = True,
                  causal: bool = False, embedding_dim: int = 32):
-        super().__init__()
         image_shape = tuple(int(s) for s in image_shape)
-        if causal:
-            raise ValueError("a UNet has no causal form; autoregressive models use the DiT")
+        check_unet("a UNet", image_shape, causal)
         if len(image_shape) != 3 or length != math.prod(image_shape):
             raise ValueError(f"length {length} must equal C * H * W of image_shape {image_shape}")
-        self.vocab_size, self.length, self.image_shape = vocab_size, length, image_shape
-        self.hidden_size, self.cond_dim, self.embedding_dim = hidden_size, cond_dim, embedding_dim
-        self.num_classes, self.time_conditioning, self.causal = num_classes, time_conditioning, False
+        super().__init__(vocab_size, length, hidden_size, cond_dim, num_classes=num_classes,
+                         time_conditioning=time_conditioning, embedding_dim=embedding_dim)
+        self.image_shape, self.embedding_dim = image_shape, embedding_dim
         channels = image_shape[0]
-        self.token_embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.time_embedding = TimestepEmbedding(cond_dim)
-        self.label_embedding = nn.Embedding(num_classes + 1, cond_dim) if num_classes is not None else None
         self.input_conv = nn.Conv2d(channels * embedding_dim, base_channels, 3, padding=1)
         widths = [base_channels * m for m in channel_mults]
         sizes = _level_sizes(image_shape[1], len(widths))
@@ -261,16 +264,6 @@ class UNet(nn.Module):
             levels.append(UpLevel(blocks, upsample=i > 0))
         self.up = nn.ModuleList(levels)
 
-    # Shared with the DiT: same attributes, same semantics (see discdiff.models.dit).
-    _init_embeddings = DiT._init_embeddings
-    null_class = DiT.null_class
-    embed = DiT.embed
-    _sigma = DiT._sigma
-    _input = DiT._input
-    output_logits = DiT.output_logits
-    head = DiT.head
-    conditioning = DiT.conditioning
-
     def to_image(self, embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, E) -> per-pixel features (B, C * E, H, W), the C channel
         embeddings of a pixel side by side."""
@@ -307,9 +300,7 @@ class UNet(nn.Module):
         h = self.middle_res(self.middle(h, c), c)
         for level in self.up:
             h = level(h, c, skips)
-        hidden = self.to_tokens(self.out(h))
-        logits = self.output_logits(hidden, c)
-        return (logits, hidden) if return_hidden else logits
+        return self.outputs(self.to_tokens(self.out(h)), c, return_hidden)
 
 
 def build_unet(size_or_dict, vocab_size: int, length: int, image_shape: tuple[int, int, int], *,
@@ -317,15 +308,6 @@ def build_unet(size_or_dict, vocab_size: int, length: int, image_shape: tuple[in
     """UNet from a named size in UNET_SIZES or a dict of some of its keys (base_channels,
     channel_mults, num_res_blocks, attention_resolutions, hidden_size, cond_dim, embedding_dim;
     the rest take the UNet's defaults)."""
-    if isinstance(size_or_dict, str):
-        if size_or_dict not in UNET_SIZES:
-            raise ValueError(f"unknown UNet size {size_or_dict!r}; allowed: {', '.join(UNET_SIZES)}")
-        spec = UNET_SIZES[size_or_dict]
-    else:
-        spec = dict(size_or_dict)
-        unknown = set(spec) - set(UNET_SIZES["micro"])
-        if unknown:
-            raise ValueError(f"bad UNet spec: unknown keys {sorted(unknown)}; "
-                             f"keys: {', '.join(sorted(UNET_SIZES['micro']))}")
+    spec = size_spec(size_or_dict, UNET_SIZES, keys=set(UNET_SIZES["micro"]), what="UNet")
     return UNet(vocab_size, length, image_shape, dropout=dropout, num_classes=num_classes,
                 time_conditioning=time_conditioning, **spec)

@@ -17,9 +17,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..config import default_config
+from ..config import restore
 from ..factory import build_classifier, build_language_model, label_classes
 from .module import ResumableModule
 
@@ -34,12 +34,10 @@ class LitClassifier(ResumableModule):
         are part of this module's state)."""
         super().__init__()
         self.save_hyperparameters()
-        self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
-        if self.cfg.data.label_col is None:
-            raise ValueError("a classifier needs labels: set data.label_col (qm9: qed or ring_count)")
+        self.cfg: DictConfig = restore(config)
         lm = None
         if generator is not None:
-            lm = build_language_model(OmegaConf.merge(default_config(), generator["config"]), **generator["vocab"])
+            lm = build_language_model(restore(generator["config"]), **generator["vocab"])
         self.classifier, self.corrupt = build_classifier(self.cfg, vocab, lm)
         self._init_resumable()
         self._val_sums = self._confusion = None

@@ -12,13 +12,13 @@ import math
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..config import default_config
-from ..factory import build_language_model
+from ..config import restore
 from ..data.augment import build_augment
-from .ema import EMA
-from .lr import lr_lambda
+from ..ema import EMA
+from ..factory import build_language_model
+from ..lr_schedules import lr_lambda
 
 
 class ResumableModule(L.LightningModule):
@@ -132,7 +132,7 @@ class LitLanguageModel(ResumableModule):
         super().__init__()
         self.save_hyperparameters()
         # Keys added since the checkpoint was written take their defaults.
-        self.cfg: DictConfig = OmegaConf.merge(default_config(), config)
+        self.cfg: DictConfig = restore(config)
         self.lm = build_language_model(self.cfg, **vocab)
         self._init_resumable()
         self._val_sums = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -19,23 +20,20 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .. import checkpoints, hub
-from ..config import ConfigError, batch_plan, default_config, world_size
+from .. import checkpoints
+from ..config import ConfigError, batch_plan, restore, world_size
 from ..data import build_datasets
-from ..factory import PRETRAINED, classifier_vocab_size
+from ..factory import PRETRAINED, algo_name, check_classifier, classifier_vocab_size, vocab_info
+from ..hub import format as hf_format
 from ..lm import model_vocab_size
 from ..files import write_text
-from .module import LitLanguageModel
+from ..loading import Pipeline, load
 from .budget import TimeBudget
+from .checkpoint_io import AtomicCheckpointIO
+from .classifier_module import LitClassifier
+from .module import LitLanguageModel
 from .progress import ProgressLines
 from .sampler import ResumableSampler, ValidationSampler
-
-
-def vocab_info(tokenizer, vocab_size: int | None = None) -> dict:
-    """What a checkpoint rebuilds its network from: `vocab_size`, the ids the network reads (null:
-    the tokenizer's whole vocabulary; see `lm.model_vocab_size`), and the special token ids."""
-    return {"vocab_size": tokenizer.vocab_size if vocab_size is None else vocab_size, "pad_id": tokenizer.pad_id,
-            "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "mask_id": tokenizer.mask_id}
 
 
 class DataModule(L.LightningDataModule):
@@ -44,7 +42,7 @@ class DataModule(L.LightningDataModule):
     def __init__(self, cfg: DictConfig, train_set, valid_set):
         super().__init__()
         self.cfg, self.train_set, self.valid_set = cfg, train_set, valid_set
-        self.micro_batch, _ = batch_plan(cfg)
+        self.micro_batch, _ = batch_plan(cfg.loader, cfg.trainer)
         self.train_sampler = None
 
     def _loader(self, dataset, sampler, batch_size):
@@ -99,8 +97,6 @@ def _loggers(cfg, run_dir: Path):
 
 def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
     """Whether a TCP connection opens within `timeout` (W&B falls back to offline mode, never blocks)."""
-    import socket
-
     try:
         socket.create_connection((host, port), timeout=timeout).close()
         return True
@@ -112,7 +108,7 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
 def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", callbacks=()) -> L.Trainer:
     """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation; `callbacks`
     join the checkpointing (and progress-line) ones."""
-    _, accumulate = batch_plan(cfg)
+    _, accumulate = batch_plan(cfg.loader, cfg.trainer)
     every = cfg.checkpointing.every_n_steps
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
@@ -131,7 +127,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", call
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, logger=_loggers(cfg, run_dir),
         default_root_dir=run_dir, use_distributed_sampler=False, enable_progress_bar=t.progress_bar,
-        enable_model_summary=False, num_sanity_val_steps=0, plugins=[checkpoints.AtomicCheckpointIO()],
+        enable_model_summary=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -169,7 +165,7 @@ def _check_resumable(cfg: DictConfig, found: checkpoints.Checkpoint, kind: str) 
     run_dir = cfg.run_dir
     if found.kind != kind:
         raise ConfigError(f"run_dir={run_dir} holds a {found.kind} run, not a {kind} run; give this run its own run_dir")
-    stored = OmegaConf.merge(default_config(), found.config)  # keys added since it was written: defaults
+    stored = restore(found.config)  # keys added since it was written: defaults
     for key in FIXED_ON_RESUME:
         before, now = _leaves(OmegaConf.select(stored, key), key), _leaves(OmegaConf.select(cfg, key), key)
         for leaf in [*before, *(k for k in now if k not in before)]:
@@ -193,8 +189,8 @@ def _datasets(cfg: DictConfig, run_dir: Path):
     if tokenizer_dir.exists():
         data_cfg["tokenizer_dir"] = str(tokenizer_dir)
     train_set, valid_set, tokenizer = build_datasets(data_cfg)
-    micro, _ = batch_plan(cfg)
-    world = world_size(cfg)
+    micro, _ = batch_plan(cfg.loader, cfg.trainer)
+    world = world_size(cfg.trainer)
     if len(train_set) < micro * world:
         raise ConfigError(f"the training split of {cfg.data.name} has {len(train_set)} sequences, fewer than one "
                           f"batch of {micro} on each of {world} device(s); lower loader.global_batch_size or give "
@@ -228,11 +224,9 @@ def _with_pretrained_dims(cfg: DictConfig) -> DictConfig:
     if point is not None:
         found = point.checkpoint.config.get("model", {})
     else:
-        found = hub.pretrained_dims(m.pretrained)
-        family = hub.layout.FAMILIES[found["model_type"]]
-        algo = {"uniform": "udlm", "absorbing_state": "mdlm"}.get(cfg.diffusion, "udlm") \
-            if cfg.parameterization != "ar" else "ar"
-        if family != algo:
+        found = hf_format.pretrained_dims(m.pretrained)
+        family = hf_format.MODEL_TYPES[found["model_type"]]
+        if family != algo_name(cfg):
             raise ConfigError(f"model.pretrained={m.pretrained} is a {family.upper()} checkpoint; train it with "
                               f"algo={family}")
     cfg = cfg.copy()
@@ -249,11 +243,11 @@ def _pretrained_start(cfg: DictConfig, tokenizer) -> dict | None:
     vocabulary (label embeddings of an unconditional run are dropped)."""
     if cfg.model.name != PRETRAINED:
         return None
-    found = hub.pretrained_dims(cfg.model.pretrained)
+    found = hf_format.pretrained_dims(cfg.model.pretrained)
     if found["vocab_size"] != tokenizer.vocab_size:
         raise ConfigError(f"model.pretrained={cfg.model.pretrained} reads {found['vocab_size']} tokens, the "
                           f"tokenizer of data={cfg.data.name} has {tokenizer.vocab_size}")
-    state = hub.pretrained_state(cfg.model.pretrained)
+    state = hf_format.pretrained_state(cfg.model.pretrained)
     if cfg.data.label_col is None:
         state = {k: v for k, v in state.items() if not k.startswith("label_embedding")}
     return state
@@ -276,23 +270,11 @@ def fit(cfg: DictConfig, run_dir: Path, train_set, valid_set, vocab: dict, *, re
     return trainer
 
 
-def check_classifier_config(cfg: DictConfig) -> None:
-    """Refuse a classifier run that cannot be trained: no labels, or noise of an AR model (the
-    schema has checked each key already)."""
-    if cfg.data.label_col is None:
-        raise ConfigError("train-classifier needs labels: set data.label_col (qm9: qed or ring_count)")
-    if cfg.classifier.kind == "noisy" and cfg.parameterization == "ar":
-        raise ConfigError("noisy classifiers are for diffusion models: use algo=mdlm or algo=udlm "
-                          "(classifier.kind=prefix or head serve AR models, kind=clean evaluates)")
-
-
-def _generator(cfg: DictConfig):
+def _generator(cfg: DictConfig) -> Pipeline | None:
     """For classifier.kind=head: the generator's pipeline (EMA weights), after checking it reads
     the same data; None for other kinds."""
     if cfg.classifier.kind != "head":
         return None
-    from ..pipeline import load
-
     pipe = load(cfg.classifier.generator, device="cpu")
     for key in ("name", "length"):
         if pipe.cfg.data[key] != cfg.data[key]:
@@ -304,9 +286,7 @@ def _generator(cfg: DictConfig):
 def train_classifier(cfg: DictConfig) -> Path:
     """Train (or resume) the classifier of `classifier.kind` (data.label_col gives the labels);
     the run folder is laid out like a generator's."""
-    from .classifier_module import LitClassifier
-
-    check_classifier_config(cfg)
+    check_classifier(cfg)
     generator = _generator(cfg)  # refused before the run folder is touched
     run_dir, resume = _prepare_run_dir(cfg, kind="classifier")
     if generator is not None and not (run_dir / "tokenizer").exists():
@@ -316,7 +296,9 @@ def train_classifier(cfg: DictConfig) -> Path:
     described = None if generator is None else {"config": OmegaConf.to_container(generator.cfg),
                                                 "vocab": vocab_info(generator.tokenizer,
                                                                     generator.lm.backbone.vocab_size)}
-    module = LitClassifier(OmegaConf.to_container(cfg), vocab_info(tokenizer, classifier_vocab_size(cfg, tokenizer)),
+    diffusion = cfg.diffusion if generator is None else generator.cfg.diffusion  # what the classifier reads
+    module = LitClassifier(OmegaConf.to_container(cfg),
+                           vocab_info(tokenizer, classifier_vocab_size(cfg.classifier.kind, diffusion, tokenizer)),
                            described)
     if generator is not None:
         module.classifier.generator.load_state_dict(generator.lm.state_dict())

@@ -1,4 +1,4 @@
-"""Image sample evaluation (Schiff et al. 2024, CIFAR10): FID and Inception Score with the
+"""Image metrics (Schiff et al. 2024, CIFAR10): FID and Inception Score with the
 standard Inception-v3, a classifier-feature FID for offline runs, class scores and sample grids.
 
 Definitions:
@@ -34,9 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from scipy import linalg
 from scipy.special import rel_entr
+from sklearn.metrics import accuracy_score, f1_score
 
+from ..errors import described
 from ..files import atomic_path
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
@@ -77,12 +80,6 @@ def _checked_images(images) -> np.ndarray:
         raise ValueError(f"images must have shape (N, H, W, C), got {arr.shape}")
     _check_pixel_values(arr, "image pixels")
     return arr.astype(np.uint8)
-
-
-def images_to_tokens(images) -> np.ndarray:
-    """uint8 images (N, H, W, C) -> int64 token ids (N, C*H*W) in channel-height-width order."""
-    arr = _checked_images(images)
-    return arr.transpose(0, 3, 1, 2).reshape(len(arr), -1).astype(np.int64)
 
 
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +123,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root.real))
 
 
-def fid_from_features(features_a, features_b) -> float:
-    """FID between two feature sets (N_a, D) and (N_b, D): frechet_distance of their statistics."""
-    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
-
-
 def inception_score(class_probabilities, splits: int = 10) -> tuple[float, float]:
     """IS of class probabilities p(y|x) (N, K): exp(mean_x KL(p(y|x) || p(y))) on each of `splits`
     consecutive near-equal splits, p(y) the split's mean; returns (mean, std) over the splits.
@@ -167,11 +159,6 @@ def features(images, extractor: Extractor, batch_size: int = 100, device="cpu") 
     return _outputs(arr, extractor, batch_size, device)[0]
 
 
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
 def _inception_file(folder: Path, download: bool) -> Path:
     """The weights file in `folder`, downloaded there first (atomically) if absent and allowed."""
     path = folder / INCEPTION_FILE
@@ -180,7 +167,7 @@ def _inception_file(folder: Path, download: bool) -> Path:
         return path
     if not download:
         raise ValueError(f"Inception-v3 weights not found at {path} (download disabled); {hint}")
-    from cleanfid.downloads_helper import check_download_inception
+    from cleanfid.downloads_helper import check_download_inception  # optional: installed apart (Makefile)
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -188,7 +175,7 @@ def _inception_file(folder: Path, download: bool) -> Path:
             Path(check_download_inception(fpath=tmp)).replace(path)
         except Exception as err:  # any download failure: network, HTTP, disk
             raise ValueError(f"Inception-v3 weights not found at {path} and their download failed "
-                             f"({_first_line(err)}); {hint}") from err
+                             f"({described(err)}); {hint}") from err
     return path
 
 
@@ -198,12 +185,12 @@ def inception_extractors(weights_dir, download: bool = True, device="cpu") -> tu
     from `weights_dir`/inception-2015-12-05.pt (downloaded there if absent and `download`).
     Raises a one-line ValueError naming that path when the weights cannot be loaded."""
     path = _inception_file(Path(weights_dir).expanduser(), download)
-    from cleanfid.inception_torchscript import InceptionV3W
+    from cleanfid.inception_torchscript import InceptionV3W  # optional: installed apart (Makefile)
 
     try:
         net = InceptionV3W(str(path.parent), download=False, resize_inside=True).to(device).eval()
     except (RuntimeError, OSError) as err:
-        raise ValueError(f"Inception-v3 weights at {path} could not be loaded ({_first_line(err)}); "
+        raise ValueError(f"Inception-v3 weights at {path} could not be loaded ({described(err)}); "
                          f"delete the file and download {INCEPTION_URL} again") from err
 
     def rgb(x: torch.Tensor) -> torch.Tensor:
@@ -234,26 +221,6 @@ def cached_statistics(cache_dir, key: str, compute: Callable[[], np.ndarray]) ->
     return {"mu": mu, "sigma": sigma, "n": len(feats)}
 
 
-def inception_metrics(samples, reference, cache_dir, reference_id: str, *, weights_dir=None,
-                      download: bool = True, batch_size: int = 100, device="cpu", splits: int = 10) -> dict:
-    """FID of uint8 `samples` (N, H, W, C) against `reference` and their Inception Score.
-
-    `reference` is uint8 images (M, H', W', C') or a callable returning them (called only when
-    the reference statistics are not cached). The reference statistics are cached in `cache_dir`
-    under `reference_id` (e.g. "cifar10-test"), which must name that reference set uniquely.
-    Weights: `weights_dir` (default `cache_dir`)/inception-2015-12-05.pt, see inception_extractors.
-    Returns {fid, is_mean, is_std, num_samples, num_reference}."""
-    samples = _checked_images(samples)
-    feature_net, probability_net = inception_extractors(weights_dir or cache_dir, download, device)
-    ref = cached_statistics(cache_dir, f"{INCEPTION_FILE}|{reference_id}",
-                            lambda: features(reference() if callable(reference) else reference,
-                                             feature_net, batch_size, device))
-    mu, sigma = feature_statistics(features(samples, feature_net, batch_size, device))
-    is_mean, is_std = inception_score(features(samples, probability_net, batch_size, device), splits)
-    return {"fid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), "is_mean": is_mean, "is_std": is_std,
-            "num_samples": len(samples), "num_reference": ref["n"]}
-
-
 def _checked_tokens(tokens) -> np.ndarray:
     arr = _numpy(tokens)
     if arr.ndim != 2 or arr.dtype.kind not in "iu":
@@ -270,23 +237,10 @@ def classifier_outputs(tokens, classifier: Callable, batch_size: int = 256, devi
     return outputs[0], outputs[1]
 
 
-def classifier_fid(generated_tokens, reference_tokens, classifier: Callable, batch_size: int = 256,
-                   device="cpu") -> float:
-    """fid_clf: FID between the classifier features (see classifier_outputs) of the generated and
-    of the reference token sequences."""
-    generated, reference = _checked_tokens(generated_tokens), _checked_tokens(reference_tokens)
-    if generated.shape[1] != reference.shape[1]:
-        raise ValueError(f"generated and reference sequences differ in length: {generated.shape[1]} vs {reference.shape[1]}")
-    return fid_from_features(classifier_outputs(generated, classifier, batch_size, device)[0],
-                             classifier_outputs(reference, classifier, batch_size, device)[0])
-
-
 def class_scores(predicted, targets, num_classes: int) -> dict:
     """Scores of the classes an evaluation classifier predicts for samples generated for `targets`:
     accuracy, macro F1 over all `num_classes` classes (sklearn; an undefined F1 counts 0) and
     per_class[k], the share of samples generated for class k predicted as k (NaN if none)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
     pred, true = _numpy(predicted).astype(np.int64), _numpy(targets).astype(np.int64)
     if pred.ndim != 1 or pred.shape != true.shape or not len(true):
         raise ValueError(f"predicted and targets must be non-empty 1-D and alike, got {pred.shape} and {true.shape}")
@@ -312,8 +266,6 @@ def save_grid(images, path, rows: Sequence[Sequence[int]] | None = None, pad: in
     `rows` lists the image indices of each row (e.g. class_rows: one row per class); None lays
     all images out in ceil(sqrt(N)) columns. Images are separated and framed by `pad` white
     pixels: the PNG is cols * (W + pad) + pad wide and len(rows) * (H + pad) + pad high."""
-    from PIL import Image
-
     arr = _checked_images(images)
     n, h, w, c = arr.shape
     if c not in (1, 3):

@@ -1,4 +1,4 @@
-"""Token ids of a split, stored once, read without copying, and cut into model inputs.
+"""Token ids of a split, stored once and read without copying.
 
 A split is stored as `Tokens`: every text's ids concatenated without special tokens, `ids` (T,)
 (uint16 when the vocabulary fits, else int32), the start of each text in `offsets` (N + 1,) and
@@ -8,30 +8,20 @@ with a JSON manifest, see `discdiff.data.cache`), which every later start, rank 
 worker memory-maps read-only: resident memory stays far below the corpus size. Small datasets
 (QM9) keep the same arrays in memory.
 
-Four ways to turn stored tokens into fixed-length model inputs (B, L):
-
-* `Padded`: one text per sequence, ``[bos] text[:L-2] [eos] [pad] ...`` (QM9, LM1B as the paper);
-* `Wrapped`: texts joined, each followed by [eos], and cut into blocks ``[bos] 126 tokens [eos]``
-  (L = 128; MDLM's wrapped LM1B);
-* `Blocks`: the plain token stream cut into blocks of L (text8 characters);
-* `Fixed`: one text of exactly L tokens per sequence, no special tokens (images: C * H * W pixel
-  values in channel-height-width order).
+How stored tokens become model inputs is `discdiff.data.sequences`.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 STORE_VERSION = 1
@@ -58,13 +48,13 @@ class Tokens:
     @classmethod
     def open(cls, path: Path, meta: dict) -> "Tokens":
         """The arrays of a cache file described by its manifest (checked, then mapped lazily)."""
-        expected = _layout(meta)[-1]
+        expected = _positions(meta)[-1]
         if path.stat().st_size != expected:
             raise ValueError(f"{path} holds {path.stat().st_size} bytes, its manifest describes {expected}")
         return cls(path=path, meta=meta)
 
     def _map(self) -> None:
-        (ids_at, offsets_at, labels_at, _), m = _layout(self.meta), self.meta
+        (ids_at, offsets_at, labels_at, _), m = _positions(self.meta), self.meta
         self._ids = np.memmap(self.path, dtype=m["dtype"], mode="r", offset=ids_at, shape=(m["tokens"],))
         self._offsets = np.memmap(self.path, dtype=np.int64, mode="r", offset=offsets_at, shape=(m["texts"] + 1,))
         self._labels = {col: np.memmap(self.path, dtype=np.int64, mode="r", offset=at, shape=(m["texts"],))
@@ -99,7 +89,7 @@ class Tokens:
         return state
 
 
-def _layout(meta: dict) -> tuple[int, int, dict[str, int], int]:
+def _positions(meta: dict) -> tuple[int, int, dict[str, int], int]:
     """Byte positions in a cache file: ids, offsets (8-aligned), each label column, and the end."""
     ids_bytes = meta["tokens"] * np.dtype(meta["dtype"]).itemsize
     offsets_at = -(-ids_bytes // 8) * 8
@@ -141,8 +131,6 @@ def _chunks(texts: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 def encoded_chunks(tokenizer, texts: Sequence[str], workers: Optional[int] = None, desc: str = "tokenizing"):
     """(ids, lengths) per chunk of `texts`, in order; worker processes for large corpora, a
     progress bar on stderr."""
-    from tqdm.auto import tqdm
-
     workers = 1 if len(texts) < PARALLEL_MIN_TEXTS else workers or os.cpu_count() or 1
     total = -(-len(texts) // CHUNK)
     with tqdm(total=total, desc=desc, unit="chunk", disable=total < 10, leave=False) as bar:
@@ -180,131 +168,9 @@ def write(path: Path, tokenizer, texts: Sequence[str], labels: Optional[dict[str
         all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         meta = {"dtype": dtype.name, "tokens": int(all_lengths.sum()), "texts": len(all_lengths),
                 "labels": sorted(labels or {}), "store_version": STORE_VERSION}
-        _, offsets_at, _, _ = _layout(meta)
+        _, offsets_at, _, _ = _positions(meta)
         f.write(b"\0" * (offsets_at - f.tell()))
         f.write(np.concatenate([[0], np.cumsum(all_lengths)]).astype(np.int64).tobytes())
         for col in meta["labels"]:
             f.write(np.asarray(labels[col], dtype=np.int64).tobytes())
     return meta
-
-
-# ------------------------------------------------------------------------------- datasets
-
-
-@dataclass
-class Specials:
-    """The tokenizer's ids a layout inserts."""
-
-    bos: int
-    eos: int
-    pad: int
-
-
-class _Layout(Dataset, ABC):
-    """Items: `input_ids` (L,) long, `attention_mask` (L,) long (1 on real tokens), `label` () long."""
-
-    def __init__(self, tokens: Tokens, length: int, specials: Specials, label_col: Optional[str] = None,
-                 limit: Optional[int] = None):
-        self.tokens, self.length, self.specials, self.label_col = tokens, length, specials, label_col
-        self.limit = limit
-        if label_col is not None and label_col not in tokens.labels:
-            raise ValueError(f"no labels '{label_col}' in these tokens; have: {', '.join(tokens.labels) or 'none'}")
-
-    @property
-    def seq_len(self) -> int:
-        return self.length
-
-    @abstractmethod
-    def _size(self) -> int:
-        """Items before `limit`."""
-
-    def __len__(self) -> int:
-        n = self._size()
-        return n if self.limit is None else min(n, self.limit)
-
-    def _item(self, ids: np.ndarray, real: int, text: Optional[int]) -> dict[str, torch.Tensor]:
-        item = {"input_ids": torch.from_numpy(ids.astype(np.int64)),
-                "attention_mask": (torch.arange(self.length) < real).long()}
-        if self.label_col is not None:
-            item["label"] = torch.tensor(int(self.tokens.labels[self.label_col][text]))
-        return item
-
-
-class Padded(_Layout):
-    """One text per item: [bos] text[:L-2] [eos] [pad]... (longer texts are truncated)."""
-
-    def _size(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, i: int):
-        start, end = self.tokens.offsets[i], self.tokens.offsets[i + 1]
-        body = np.asarray(self.tokens.ids[start:min(end, start + self.length - 2)])
-        ids = np.full(self.length, self.specials.pad, dtype=np.int64)
-        ids[0], ids[1:len(body) + 1], ids[len(body) + 1] = self.specials.bos, body, self.specials.eos
-        return self._item(ids, len(body) + 2, i)
-
-
-class Wrapped(_Layout):
-    """Texts joined, each followed by [eos], cut into blocks [bos] + L - 2 tokens + [eos]; the
-    last partial block is dropped. No labels (a block spans texts).
-
-    In the joined stream text k starts at offsets[k] + k; a block finds its first text by
-    bisection over the (memory-mapped) offsets and reads the few texts it spans."""
-
-    def _size(self) -> int:
-        return (len(self.tokens.ids) + len(self.tokens)) // (self.length - 2)
-
-    def __getitem__(self, i: int):
-        width, offsets, ids = self.length - 2, self.tokens.offsets, self.tokens.ids
-        position = i * width
-        k = bisect.bisect_right(range(len(self.tokens)), position, key=lambda j: int(offsets[j]) + j) - 1
-        within = position - (int(offsets[k]) + k)  # position inside text k followed by its [eos]
-        body = []
-        while width > 0:
-            start, end = int(offsets[k]), int(offsets[k + 1])
-            piece = np.asarray(ids[start + within:min(end, start + within + width)], dtype=np.int64)
-            body.append(piece)
-            width -= len(piece)
-            if width > 0:  # this text's [eos], then the next text
-                body.append(np.array([self.specials.eos]))
-                width -= 1
-                k, within = k + 1, 0
-        row = np.concatenate([[self.specials.bos], *body, [self.specials.eos]])
-        return self._item(row, self.length, None)
-
-
-class Blocks(_Layout):
-    """The token stream cut into blocks of L, no special tokens; the last partial block is dropped."""
-
-    def _size(self) -> int:
-        return len(self.tokens.ids) // self.length
-
-    def __getitem__(self, i: int):
-        return self._item(np.asarray(self.tokens.ids[i * self.length:(i + 1) * self.length]), self.length, None)
-
-
-class Fixed(_Layout):
-    """One text per item, exactly L tokens and no special tokens (images: their C * H * W values);
-    a text of another length is refused when its item is read (the loaders check every length)."""
-
-    def _size(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, i: int):
-        start, end = int(self.tokens.offsets[i]), int(self.tokens.offsets[i + 1])
-        if end - start != self.length:
-            raise ValueError(f"item {i} holds {end - start} tokens; this fixed layout reads exactly {self.length}")
-        return self._item(np.asarray(self.tokens.ids[start:end]), self.length, i)
-
-
-LAYOUTS = {"pad": Padded, "wrap": Wrapped, "blocks": Blocks, "fixed": Fixed}
-
-
-def layout(name: str, tokens: Tokens, length: int, specials: Specials, label_col: Optional[str] = None,
-           limit: Optional[int] = None) -> _Layout:
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown layout '{name}'; allowed: {', '.join(LAYOUTS)}")
-    if name in ("wrap", "blocks") and label_col is not None:
-        raise ValueError(f"layout '{name}' joins texts; labels need layout 'pad' or 'fixed'")
-    return LAYOUTS[name](tokens, length, specials, label_col, limit)
-

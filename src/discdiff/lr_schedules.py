@@ -1,4 +1,5 @@
-"""Learning-rate schedules as multipliers of the base rate (for torch LambdaLR)."""
+"""Learning-rate schedules as multipliers of the base rate (for torch LambdaLR); `lr_scheduler.name`
+names one of `LR_SCHEDULES`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The guidance study (paper Sec. 5, Fig. 3 / Table 8 for QM9; the same for text, DNA and images):
 one guidance method of a trained model over guidance strengths and seeds, each setting's samples
 scored by the metrics of the model's domain (`evaluation.domains`), collected in one table and one
-Pareto plot.
+Pareto plot (`discdiff eval guidance`: `run_study`).
 
 A study folder holds `guidance.csv` / `guidance.json` (the domain's reference row, if any, then one
 row per model, method, gamma and seed), `samples/<model>_<method>_g<gamma>_s<seed>.json` and
@@ -20,12 +20,18 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from ..files import atomic_path, write_json
-from .domains import DomainMetrics, Samples
-from .oracle import Oracle
+from omegaconf import DictConfig
+
+from ..config import ConfigError
+from ..files import atomic_path
+from .domains import Context, Domain, of_data
+from .evaluate import Note, evaluation_classifier, guidance_classifier, load_model, loaded
+from .oracle import Oracle, check_predictable
+from .samples import Samples, draw, method_options, write_samples
 from .tables import write_metrics
 
 TABLE = "guidance"
@@ -33,12 +39,63 @@ KEY = ("model", "method", "gamma", "condition", "seed")
 LEADING = ("model", "method", "gamma", "condition", "seed", "steps", "num_samples", "nfe", "sampling_seconds")
 
 
+@dataclass
+class StudyResult:
+    """The rows of this run, the columns worth printing, and the files written."""
+
+    rows: list[dict]
+    columns: tuple[str, ...]
+    table: Path
+    plot: Path
+
+
+def run_study(cfg: DictConfig, note: Note) -> StudyResult:
+    """`eval guidance`: the `guidance` group's method over study.gammas x study.seeds, toward
+    guidance.condition or each class of study.conditions in turn, scored by the metrics of the
+    model's domain. Every setting is checked before anything is sampled."""
+    g, st = cfg.get("guidance"), cfg.study
+    if g is None:
+        raise ConfigError("eval guidance sweeps one guidance method: add guidance=cfg|cbg|nos|fudge|pplm")
+    pipe = load_model(cfg)
+    conditions = [int(c) for c in (st.conditions or [g.condition])]
+    classifier = guidance_classifier(cfg, pipe)
+    strategies = {(float(gamma), c): pipe.guidance(g.name, float(gamma), c, classifier=classifier, **method_options(g))
+                  for gamma in st.gammas for c in conditions}
+    domain_class = of_data(pipe.cfg.data)
+    oracle = evaluation_classifier(cfg, pipe)
+    if oracle is None and domain_class.oracle_scores:
+        raise ConfigError(f"{domain_class.oracle_scores} with an evaluation classifier: set eval.classifier=RUN_DIR "
+                          "(train-classifier classifier.kind=clean) or a HuggingFace sequence-classification model")
+    if oracle is not None:
+        check_predictable(oracle, conditions)
+    domain = domain_class(Context(pipe.cfg.data, cfg, pipe.device, oracle, pipe))
+    domain.check_targets(conditions)
+    domain.prepare()
+    loaded(note, pipe, classifier)
+    if oracle is not None:
+        note(f"evaluation classifier: {oracle.source}")
+
+    def sample(gamma: float, seed: int) -> Samples:
+        return draw(pipe, cfg.sampling, [(c, {"guidance": strategies[gamma, c]}) for c in conditions], seed)
+
+    out_dir = Path(st.output_dir or Path(cfg.run_dir) / "guidance_study")
+    info = {"condition": conditions[0] if len(conditions) == 1 else " ".join(map(str, conditions)),
+            "steps": int(cfg.sampling.steps), "settings": json.dumps(method_options(g))}
+    rows = sweep(sample, gammas=st.gammas, seeds=st.seeds, domain=domain, out_dir=out_dir,
+                 model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info, oracle=oracle,
+                 progress=note)
+    table = merge(out_dir, rows, domain.reference())
+    pareto_plot(table, out_dir / "guidance_pareto.png", domain)
+    columns = ("gamma", "seed", "num_samples", *domain.shown, *(("target_accuracy",) if oracle is not None else ()))
+    return StudyResult(rows, columns, out_dir / f"{TABLE}.csv", out_dir / "guidance_pareto.png")
+
+
 def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], seeds: Iterable[int],
-          metrics: DomainMetrics, out_dir: Path, model: str, method: str, info: dict,
+          domain: Domain, out_dir: Path, model: str, method: str, info: dict,
           oracle: Optional[Oracle] = None, progress: Callable[[str], None] = print) -> list[dict]:
     """Rows for every (seed, gamma): `sample(gamma, seed)` draws the setting's samples (written to
     out_dir/samples/ as soon as they are drawn), the `oracle`, when given, predicts their classes
-    (target_accuracy: the share predicted as their target) and `metrics` scores them."""
+    (target_accuracy: the share predicted as their target) and `domain` scores them."""
     rows = []
     for seed in seeds:
         for gamma in gammas:
@@ -46,19 +103,17 @@ def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], s
             samples = sample(float(gamma), int(seed))
             seconds = time.perf_counter() - start
             name = f"{model}_{method}_g{gamma:g}_s{seed}"
-            write_json(out_dir / "samples" / f"{name}.json",
-                       {"samples": samples.texts, "token_ids": samples.tokens.tolist(),
-                        "conditions": samples.conditions.tolist(), "gamma": gamma, "seed": seed, "method": method,
-                        "model": model, **info})
+            write_samples(out_dir / "samples" / f"{name}.json", samples, gamma=gamma, seed=seed, method=method,
+                          model=model, **info)
             if oracle is not None:
                 samples.predicted = oracle.predict(samples.tokens, samples.texts)
-            scores = metrics.score(samples)
+            scores = domain.score(samples)
             if samples.predicted is not None:
                 scores["target_accuracy"] = float((samples.predicted == samples.conditions).float().mean())
             row = {"model": model, "method": method, "gamma": float(gamma), "seed": int(seed), "nfe": samples.nfe,
                    "sampling_seconds": round(seconds, 2), "num_samples": len(samples.texts), **info, **scores}
             rows.append(row)
-            progress(f"{name}: {metrics.summary(row)} ({seconds:.0f} s)")
+            progress(f"{name}: {domain.summary(row)} ({seconds:.0f} s)")
     return rows
 
 
@@ -79,23 +134,21 @@ def _ordered(row: dict) -> dict:
     return {**{k: row.get(k, "") for k in LEADING}, **row}
 
 
-def pareto_plot(table: list[dict], path: Path, metrics: DomainMetrics) -> None:
+def pareto_plot(table: list[dict], path: Path, domain: Domain) -> None:
     """The domain's x against its y: one curve per model and method through its gammas (seeds
     averaged), the reference row's y (if any) as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # heavy, only for a plot; object API: no pyplot state, Agg rendering
 
     curves: dict[tuple, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     reference = None
     for row in table:
-        x, y = _number(row.get(metrics.x.column)), _number(row.get(metrics.y.column))
+        x, y = _number(row.get(domain.x.column)), _number(row.get(domain.y.column))
         if row.get("method") == "data":
-            reference = _number(row.get(metrics.y.column.replace("_novel_", "_valid_")))
+            reference = _number(row.get(domain.y.column.replace("_novel_", "_valid_")))
         elif x is not None and y is not None:
             curves[(row["model"], row["method"])][float(row["gamma"])].append((x, y))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
     for (model, method), points in sorted(curves.items()):
         gammas = sorted(points)
         xs = [sum(p[0] for p in points[g]) / len(points[g]) for g in gammas]
@@ -105,14 +158,13 @@ def pareto_plot(table: list[dict], path: Path, metrics: DomainMetrics) -> None:
             ax.annotate(f"{g:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="data")
-    ax.set_xlabel(metrics.x.label)
-    ax.set_ylabel(metrics.y.label)
-    ax.set_title(f"{metrics.title}: labels are guidance strengths (gamma)")
+    ax.set_xlabel(domain.x.label)
+    ax.set_ylabel(domain.y.label)
+    ax.set_title(f"{domain.title}: labels are guidance strengths (gamma)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
 
 
 def _number(value) -> float | None:

@@ -1,5 +1,5 @@
-"""Image samples of a trained model scored against the real test images (`discdiff eval images` and
-the image domain of the guidance study; the metric math is `evaluation.images`).
+"""Images (CIFAR10, paper Sec. 5.4): samples scored against the real test images (`discdiff eval
+images` and the image domain of the guidance study; the metric math is `image_metrics`).
 
 Per target class (samples steered toward it) and over all samples:
 
@@ -14,6 +14,11 @@ Per target class (samples steered toward it) and over all samples:
 Unguided samples (no target class) get the ``all`` row without the class scores. The real
 statistics are cached in ``<data cache>/image_stats`` under a digest of the reference images (and
 the classifier checkpoint for fid_clf), so a second evaluation computes only the samples'.
+
+eval images writes images.csv / .json and the PNG grids (grid_classes.png or grid_unguided.png,
+grid_real.png). The study plots the FID (Inception-v3 when `eval.inception`, else in the
+evaluation classifier's features) against the evaluation classifier's macro F1: guidance should
+raise the F1 at a small cost in FID.
 """
 
 from __future__ import annotations
@@ -27,8 +32,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import images as ev
-from .domains import Samples
+from ...data.cache import cache_root
+from ...data.images import check_image_classes, real_images
+from ...data.registry import DataConfig, DatasetSpec
+from .. import image_metrics as ev
+from ..samples import Samples
+from .base import Axis, Context, Domain, without
 
 GRID_COLUMNS = 10
 CHUNK = 256
@@ -54,10 +63,8 @@ class ImageReference:
         return ev.tokens_to_images(self.of_class(k), self.image_shape)
 
 
-def image_spec(data_cfg):
+def image_spec(data_cfg) -> DatasetSpec:
     """The dataset spec of a model's data; one line when it is not an image dataset."""
-    from ..data.registry import DataConfig
-
     spec = DataConfig.from_mapping(data_cfg).spec
     if spec.image_shape is None:
         raise ValueError(f"eval images scores image models; this model was trained on data={spec.name} ({spec.domain})")
@@ -66,9 +73,6 @@ def image_spec(data_cfg):
 
 def image_reference(data_cfg, split: str = "test") -> ImageReference:
     """The real images of `split` of a model's dataset, from its token cache."""
-    from ..data.cache import cache_root
-    from ..data.images import real_images
-
     spec = image_spec(data_cfg)
     tokens, labels = real_images(data_cfg, split)
     digest = hashlib.sha1(np.ascontiguousarray(tokens).tobytes() + labels.tobytes()).hexdigest()[:16]
@@ -156,8 +160,6 @@ class InceptionScorer:
 
 def inception_dir(cfg) -> Path:
     """eval.inception_dir, else <data cache>/inception."""
-    from ..data.cache import cache_root
-
     return Path(cfg.eval.inception_dir or cache_root(cfg.data.get("cache_dir")) / "inception").expanduser()
 
 
@@ -219,46 +221,52 @@ def save_grids(samples: Samples, reference: ImageReference, out_dir: Path, per_r
     return written
 
 
-# -------------------------------------------------------------------------------- samples
+# --------------------------------------------------------------------------------- domain
 
-def load_image_samples(path, pipe) -> Samples:
-    """The samples of a samples file (`discdiff sample`, `eval images`, the study): token ids
-    checked against `pipe`'s model; `conditions` all classes (steered) or all null (unguided)."""
-    from .samples import check_token_ids, read_record
+class Images(Domain):
+    name, command, table, samples_file = "images", "images", "images", "image_samples.json"
+    title = "Class guidance of images"
+    y = Axis("oracle_f1_macro", "macro F1 of the evaluation classifier (target class as truth)")
+    needs_tokens = True
+    oracle_scores = "the image study scores the target class"
 
-    record = read_record(path)
-    if record.get("token_ids") is None:
-        raise ValueError(f"{path}: has no token_ids; give a samples file written by discdiff sample or eval images")
-    check_token_ids(path, record, pipe)
-    tokens = torch.tensor(record["token_ids"], dtype=torch.long)
-    conditions = record.get("conditions") or [None] * len(tokens)
-    if len(conditions) != len(tokens) or (None in conditions and any(c is not None for c in conditions)):
-        raise ValueError(f"{path}: 'conditions' must give a target class for every sample, or null for all "
-                         "(unguided)")
-    targets = None if conditions[0] is None else torch.tensor(conditions, dtype=torch.long)
-    return Samples(record["samples"], tokens, int(record.get("nfe", 0)), targets)
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self.spec = image_spec(ctx.data)
+        self.features = None if ctx.oracle is None else classifier_features(ctx.oracle)
+        self.inception = None
+        self.real = image_reference(ctx.data)
+        self.x = (Axis("fid", "FID to the real test images (Inception-v3)") if ctx.cfg.eval.inception else
+                  Axis("fid_clf", "FID to the real test images in the evaluation classifier's features"))
 
+    def prepare(self) -> None:
+        """The standard Inception-v3 when `eval.inception` (refused in one line when its weights
+        cannot be had)."""
+        if self.ctx.cfg.eval.inception:
+            self.inception = InceptionScorer(inception_dir(self.ctx.cfg), self.ctx.device)
 
-def image_record(samples: Samples, **info) -> dict:
-    """The JSON-ready samples file of image `Samples` (what `load_image_samples` reads back)."""
-    conditions = [None] * len(samples.texts) if samples.conditions is None else samples.conditions.tolist()
-    return {"samples": samples.texts, "token_ids": samples.tokens.tolist(), "conditions": conditions,
-            "nfe": samples.nfe, **info}
+    def targets(self) -> list[Optional[int]]:
+        """study.conditions; null = every class when the model can be steered (a conditional model
+        or a guidance method), else none; none ([]) = unguided samples."""
+        conditions, cfg, pipe = self.ctx.cfg.study.conditions, self.ctx.cfg, self.ctx.pipe
+        if conditions is None:
+            steerable = pipe.lm.num_classes is not None or cfg.get("guidance") is not None
+            conditions = range(self.spec.num_classes) if steerable else []
+        return [int(c) for c in conditions] or [None]
 
+    def check_targets(self, classes: list[int]) -> None:
+        check_image_classes(classes, self.spec)
 
-def unguided(pipe, s, seed: int) -> Samples:
-    """s.num_samples samples of the null class (or of an unconditional model), no guidance."""
-    from ..pipeline import sampler_options
+    def _rows(self, samples: Samples) -> list[dict]:
+        return image_rows(samples, self.real, self.spec, features=self.features, inception=self.inception)
 
-    out = pipe.sample(s.num_samples, s.steps, batch_size=s.batch_size, seed=seed, **sampler_options(s))
-    tokens = out.tokens.cpu()
-    return Samples(pipe.decode(tokens), tokens, out.nfe, None)
+    def evaluate(self, samples: Samples, out_dir: Path, provenance: dict) -> tuple[list[dict], list[Path]]:
+        return self._rows(samples), save_grids(samples, self.real, out_dir)
 
+    def score(self, samples: Samples) -> dict:
+        return without(self._rows(samples)[-1], "class", "name", "num_generated")
 
-def target_classes(conditions, steerable: bool, num_classes: int) -> list[int]:
-    """study.conditions for eval images: null = every class when the model can be steered (a
-    conditional model or a guidance method), else none; [] = none (unguided samples)."""
-    if conditions is None:
-        return list(range(num_classes)) if steerable else []
-    return [int(c) for c in conditions]
-
+    @property
+    def shown(self) -> tuple[str, ...]:
+        inception = ("fid", "is_mean") if self.ctx.cfg.eval.inception else ()
+        return ("fid_clf", *inception, "oracle_accuracy", "oracle_f1_macro")

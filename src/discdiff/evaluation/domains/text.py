@@ -1,0 +1,64 @@
+"""Text (LM1B, text8; paper Sec. 5.3, Amazon Polarity): the fluency of samples under a causal LM
+judge (`eval.judge`: generative perplexity, with the unigram entropy and n-gram diversity that
+expose a collapsed sampler; `text_metrics`).
+
+eval gen-ppl writes gen_ppl.csv / .json (one row) and gen_ppl_per_sample.json. The study puts
+how often the evaluation classifier gives the target class (`target_accuracy`, so it needs
+`eval.classifier`) against the generative perplexity; `eval.judge=none` leaves the fluency
+columns out (sample where a GPU is, judge the kept samples elsewhere:
+bench/rescore_text_study.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...files import write_json
+from ..samples import Samples
+from ..text_metrics import evaluate_text_samples, judge_path, load_judge
+from .base import Axis, Context, Domain
+
+#: the columns of a study row (the rest of the judge's report is per sample)
+FLUENCY = ("gen_ppl", "mean_sample_ppl", "entropy", "diversity", "num_tokens")
+
+
+class Text(Domain):
+    name, command, table = "text", "gen-ppl", "gen_ppl"
+    title = "Sentiment guidance"
+    x = Axis("gen_ppl", "generative perplexity (judge; lower is more fluent)")
+    y = Axis("target_accuracy", "samples of the target class (evaluation classifier)")
+    oracle_scores = "the text guidance study scores the target class"
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self.judge, self.batch_size = None, ctx.cfg.eval.judge_batch_size
+
+    def prepare(self) -> None:
+        """The judge of `eval.judge` (none: no judge)."""
+        judge = self.ctx.cfg.eval.judge
+        self.judge = None if judge == "none" else load_judge(judge_path(judge), device=self.ctx.device)
+
+    def _judged(self, samples: Samples, progress: bool) -> dict:
+        if self.judge is None:
+            raise ValueError("eval gen-ppl needs a judge: eval.judge=NAME (a HuggingFace causal LM, a GGUF file "
+                             "or smollm2), not none")
+        return evaluate_text_samples(samples.texts, self.judge, batch_size=self.batch_size, progress=progress)
+
+    def evaluate(self, samples: Samples, out_dir: Path, provenance: dict) -> tuple[list[dict], list[Path]]:
+        result = self._judged(samples, progress=True)
+        per_sample = out_dir / "gen_ppl_per_sample.json"
+        write_json(per_sample, [{"text": t, **row} for t, row in zip(samples.texts, result.pop("per_sample"))])
+        return [{**result, **provenance}], [per_sample]
+
+    def score(self, samples: Samples) -> dict:
+        if self.judge is None:
+            return {}
+        result = self._judged(samples, progress=False)
+        return {k: result[k] for k in FLUENCY}
+
+    def printed(self, rows: list[dict]) -> dict:
+        return rows[0]
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return "gen_ppl", "entropy", "diversity"
