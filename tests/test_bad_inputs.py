@@ -195,12 +195,12 @@ def test_run_dir_that_is_a_file(tmp_path, quick_overrides, capsys):
 
 
 def test_an_unforeseen_error_is_one_line_with_exit_code_1(monkeypatch, capsys):
-    from discdiff import commands
+    from discdiff import cli
 
     def broken(cfg):
         raise TypeError("something inside")
 
-    monkeypatch.setitem(commands.HANDLERS, "config", broken)
+    monkeypatch.setitem(cli.LIGHT_HANDLERS, "config", broken)
     assert main(["config"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == ("discdiff config: error: unexpected TypeError: something inside (a bug? rerun with "

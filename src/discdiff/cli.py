@@ -7,7 +7,8 @@ the configuration they resolve to. Refused input ends with one line on stderr an
 This module parses the command line and composes the configuration; what a command does is in
 `discdiff.commands`, which it loads by name (`importlib`) only once a command runs, the way the data
 registry loads a dataset's loader: the handlers import Lightning, RDKit and the evaluation
-libraries, which take seconds to load, and `discdiff --help` needs none of them.
+libraries, which take seconds to load, and neither `discdiff --help` nor `discdiff config` (which
+only prints the composed configuration, `LIGHT_HANDLERS`) needs them.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ import sys
 import warnings
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from .config import compose
 from .config.reference import as_text
 from .errors import first_line
 
 #: the module of the commands' handlers (`HANDLERS`), loaded when a command runs (module docstring)
 HANDLERS_MODULE = "discdiff.commands"
+
+
+def print_config(cfg) -> None:
+    """`discdiff config`: the composed configuration as YAML."""
+    print(OmegaConf.to_yaml(cfg), end="")
+
+
+#: the handlers that need nothing but the composed configuration (no Lightning, no models)
+LIGHT_HANDLERS = {"config": print_config}
 COMMANDS = {
     "train": "train (or resume) a model: discdiff train experiment=qm9 algo=udlm run_dir=runs/qm9-udlm",
     "train-classifier": "train (or resume) a noisy classifier for guidance=cbg (or a clean, prefix or head one: "
@@ -131,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.command if args.command != "eval" else f"eval {args.kind}"
     try:
         cfg = compose(_expand(name, args.overrides))
-        importlib.import_module(HANDLERS_MODULE).HANDLERS[name](cfg)
+        handler = LIGHT_HANDLERS.get(name) or importlib.import_module(HANDLERS_MODULE).HANDLERS[name]
+        handler(cfg)
     except ValueError as err:  # refused input: configuration, checkpoints, data and samples files
         return _fail(name, first_line(err), 2)
     except OSError as err:  # a file or folder that cannot be read or written, a full disk

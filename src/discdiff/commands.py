@@ -1,5 +1,6 @@
 """What each `discdiff` command does, once the command line (`discdiff.cli`) has parsed it and
-composed its configuration: the handlers, by command name (`HANDLERS`).
+composed its configuration: the handlers, by command name (`HANDLERS`); `discdiff config` needs
+none of this and is handled in `discdiff.cli`.
 
 The command line loads this module only when it runs a command, so that `discdiff --help` does not
 load Lightning, the judges' libraries or RDKit (see `discdiff.cli`).
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import OmegaConf
 
 from .config import ConfigError
 from .data import build_splits
@@ -126,12 +126,8 @@ def cmd_export(cfg) -> None:
 
 
 #: `discdiff export out=... push_to_hub=...`: short forms of export.out / export.push_to_hub
-def cmd_config(cfg) -> None:
-    print(OmegaConf.to_yaml(cfg), end="")
-
-
 #: command name -> handler(cfg)
-HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "config": cmd_config,
+HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample,
             "export": cmd_export, "prepare": cmd_prepare, "eval ppl": cmd_eval_ppl,
             **{f"eval {d.command}": _eval_domain(d.command) for d in DOMAINS.values()},
             "eval guidance": cmd_eval_guidance, "eval qm9-guidance": cmd_eval_guidance}
