@@ -38,6 +38,7 @@ def print_config(cfg) -> None:
 
 #: the handlers that need nothing but the composed configuration (no Lightning, no models)
 LIGHT_HANDLERS = {"config": print_config}
+
 COMMANDS = {
     "train": "train (or resume) a model: discdiff train experiment=qm9 algo=udlm run_dir=runs/qm9-udlm",
     "train-classifier": "train (or resume) a noisy classifier for guidance=cbg (or a clean, prefix or head one: "
@@ -90,6 +91,7 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+#: `discdiff export out=... push_to_hub=...`: short forms of export.out / export.push_to_hub
 EXPORT_SHORT = {"out": "export.out", "push_to_hub": "export.push_to_hub"}
 
 

@@ -125,7 +125,6 @@ def cmd_export(cfg) -> None:
           f"discdiff.load('{out}') or AutoModelForMaskedLM.from_pretrained('{out}', trust_remote_code=True)")
 
 
-#: `discdiff export out=... push_to_hub=...`: short forms of export.out / export.push_to_hub
 #: command name -> handler(cfg)
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample,
             "export": cmd_export, "prepare": cmd_prepare, "eval ppl": cmd_eval_ppl,
