@@ -208,3 +208,18 @@ def test_an_unforeseen_error_is_one_line_with_exit_code_1(monkeypatch, capsys):
     monkeypatch.setenv("DISCDIFF_DEBUG", "1")
     with pytest.raises(TypeError):
         main(["config"])
+
+
+def test_an_option_a_command_cannot_honour_is_refused(trained_run, capsys):
+    """A QM9 run: data= naming another dataset, and the eval command of another domain, are refused
+    in one line before anything is loaded or written (eval ppl used to score QM9 and exit 0)."""
+    before = _snapshot(trained_run)
+    for argv in (["eval", "ppl", f"run_dir={trained_run}", "data=text8"],
+                 ["sample", f"run_dir={trained_run}", "data.name=lm1b", "sampling.num_samples=1"],
+                 ["eval", "qm9", f"checkpoint={trained_run / 'checkpoints' / 'last.ckpt'}", "data=text8"]):
+        line = _refused(argv, capsys, "cannot apply: the model in")
+        assert "was trained on data=qm9" in line
+    _refused(["eval", "species", f"run_dir={trained_run}"], capsys, "eval species scores dna; this model was trained "
+                                                                     "on data=qm9 (molecules): use eval qm9")
+    _refused(["eval", "gen-ppl", f"run_dir={trained_run}"], capsys, "use eval qm9")
+    assert _snapshot(trained_run) == before

@@ -40,7 +40,8 @@ def test_eval_species_per_class_rows_with_the_oracle(dna_runs, capsys):
     rows = list(csv.DictReader(open(run / "eval" / "species.csv")))
     assert [r["class"] for r in rows] == ["0", "2", "all"] and rows[-1]["num_generated"] == "12"
     for row in rows:
-        assert 0 <= float(row["js_6mer"]) <= 1 and 0 <= float(row["auroc"]) <= 1
+        assert 0 <= float(row["js_6mer"]) <= 0.833 and 0 <= float(row["auroc_kmer"]) <= 1  # sqrt(ln 2) at most
+    assert 0 <= float(rows[-1]["auroc"]) <= 1 and rows[0]["auroc"] == ""  # the paper's discriminator: all samples
     assert 0 <= float(rows[-1]["oracle_f1_macro"]) <= 1 and -1 <= float(rows[-1]["oracle_mcc"]) <= 1
     samples = json.loads((run / "eval" / "species_samples.json").read_text())
     assert samples["conditions"] == [0] * 6 + [2] * 6 and set("".join(samples["samples"])) <= set("ACGTN")

@@ -7,11 +7,14 @@ import urllib.error
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from PIL import Image
 from torch import nn
 
-from discdiff.evaluation import image_metrics as ev
+from discdiff.evaluation.pictures import class_rows, save_grid
+from discdiff.metrics import images as ev
+from discdiff.metrics.classes import classification_scores, hit_rates
 from discdiff.evaluation.domains.images import ImageReference, InceptionScorer
 
 
@@ -23,7 +26,17 @@ def to_tokens(images: np.ndarray) -> np.ndarray:
 
 
 def fid(a, b) -> float:
-    return ev.frechet_distance(*ev.feature_statistics(a), *ev.feature_statistics(b))
+    return ev.fid(ev.feature_statistics(a), ev.feature_statistics(b))
+
+
+def stats(mu, sigma, n=100) -> "ev.FeatureStatistics":
+    return ev.FeatureStatistics(np.asarray(mu, dtype=float), np.asarray(sigma, dtype=float), n)
+
+
+def direct_frechet(mu1, s1, mu2, s2) -> float:
+    """The Frechet distance written out: |mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)), scipy's sqrtm."""
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * root))
 
 # --- tokens <-> images ---------------------------------------------------------------------------
 
@@ -62,7 +75,7 @@ def test_tokens_to_images_rejects_bad_input(tokens, shape, match):
 
 def test_bad_images_are_refused(tmp_path):
     with pytest.raises(ValueError, match="shape"):
-        ev.save_grid(np.zeros((2, 2, 3), np.uint8), tmp_path / "a.png")
+        save_grid(np.zeros((2, 2, 3), np.uint8), tmp_path / "a.png")
     with pytest.raises(ValueError, match="0..255"):
         ev.features(np.full((1, 2, 2, 3), 300), lambda x: x.float().flatten(1))
 
@@ -74,46 +87,45 @@ def _random_statistics(rng, d=5):
     return rng.normal(size=d), a @ a.T + 0.1 * np.eye(d)
 
 
-def test_frechet_distance_identical_statistics_is_zero():
+def test_fid_identical_statistics_is_zero():
     mu, sigma = _random_statistics(np.random.default_rng(1))
-    assert ev.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+    assert ev.fid(stats(mu, sigma), stats(mu, sigma)) == pytest.approx(0.0, abs=1e-8)
 
 
-def test_frechet_distance_diagonal_closed_form_and_symmetry():
+def test_fid_of_a_mean_shift_is_its_squared_length():
+    mu, sigma = _random_statistics(np.random.default_rng(5))
+    d = np.array([0.5, -1.0, 2.0, 0.0, 3.0])
+    assert ev.fid(stats(mu, sigma), stats(mu + d, sigma)) == pytest.approx(float(d @ d), rel=1e-8)
+
+
+def test_fid_matches_the_direct_formula_and_is_symmetric():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     v1, v2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 1.0])
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
-    assert ev.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected, rel=1e-10)
+    assert ev.fid(stats(mu1, np.diag(v1)), stats(mu2, np.diag(v2))) == pytest.approx(expected, rel=1e-10)
     rng = np.random.default_rng(2)
-    s1, s2 = _random_statistics(rng), _random_statistics(rng)
-    assert ev.frechet_distance(*s1, *s2) == pytest.approx(ev.frechet_distance(*s2, *s1), rel=1e-8)
+    for _ in range(5):
+        s1, s2 = _random_statistics(rng), _random_statistics(rng)
+        assert ev.fid(stats(*s1), stats(*s2)) == pytest.approx(direct_frechet(*s1, *s2), rel=1e-8)
+        assert ev.fid(stats(*s1), stats(*s2)) == pytest.approx(ev.fid(stats(*s2), stats(*s1)), rel=1e-8)
 
 
-def test_frechet_distance_singular_covariances():
-    mu = np.zeros(3)
-    sigma = np.diag([1.0, 0.0, 2.0])  # singular: the eps offset safeguard
-    assert ev.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-4)
-    assert ev.frechet_distance(mu, sigma, mu + 1, 4 * sigma) == pytest.approx(3 + 3.0, abs=1e-4)
+def test_fid_singular_covariances():
+    mu, sigma = np.zeros(3), np.diag([1.0, 0.0, 2.0])
+    assert ev.fid(stats(mu, sigma), stats(mu, sigma)) == pytest.approx(0.0, abs=1e-4)
+    assert ev.fid(stats(mu, sigma), stats(mu + 1, 4 * sigma)) == pytest.approx(3 + 3.0, abs=1e-4)
 
 
-def test_frechet_distance_rejects_mismatched_statistics():
-    with pytest.raises(ValueError, match="statistics"):
-        ev.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
-
-
-def test_frechet_distance_matches_library():
-    library = pytest.importorskip("torchmetrics.image.fid")
-    rng = np.random.default_rng(3)
-    a, b = rng.normal(size=(200, 6)), rng.normal(loc=0.3, scale=1.5, size=(150, 6)) @ rng.normal(size=(6, 6))
-    (mu1, s1), (mu2, s2) = ev.feature_statistics(a), ev.feature_statistics(b)
-    expected = library._compute_fid(*(torch.from_numpy(x) for x in (mu1, s1, mu2, s2))).item()
-    assert fid(a, b) == pytest.approx(expected, rel=1e-8)
+def test_fid_refusals_and_too_few_features():
+    with pytest.raises(ValueError, match="different sizes"):
+        ev.fid(stats(np.zeros(2), np.eye(2)), stats(np.zeros(3), np.eye(3)))
+    assert math.isnan(ev.fid(stats(np.zeros(2), np.eye(2), n=1), stats(np.zeros(2), np.eye(2))))
 
 
 def test_feature_statistics():
     feats = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]])
-    mu, sigma = ev.feature_statistics(feats)
-    assert np.allclose(mu, [2.0, 2.0]) and np.allclose(sigma, np.cov(feats.T))
+    got = ev.feature_statistics(feats)
+    assert np.allclose(got.mu, [2.0, 2.0]) and np.allclose(got.sigma, np.cov(feats.T)) and got.n == 3
     with pytest.raises(ValueError, match="N >= 2"):
         ev.feature_statistics(np.zeros((1, 3)))
 
@@ -136,9 +148,11 @@ def test_inception_score_constant_predictions_is_one():
 
 def test_inception_score_confident_uniform_is_num_classes():
     k = 5
-    p = np.tile(np.eye(k), (10, 1))  # each split of 5 rows: one confident prediction per class
-    mean, std = ev.inception_score(p, splits=10)
-    assert mean == pytest.approx(k) and std == pytest.approx(0.0, abs=1e-9)
+    p = np.tile(np.eye(k), (10, 1))  # one-hot rows, every class equally often: IS = K
+    mean, std = ev.inception_score(p, splits=1)
+    assert mean == pytest.approx(k) and std == 0.0
+    uniform = np.full((50, k), 1 / k)  # uniform rows: IS = 1 on every split
+    assert ev.inception_score(uniform, splits=5) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-12))
 
 
 def test_inception_score_hand_case_and_validation():
@@ -215,13 +229,14 @@ def test_classifier_feature_fid_with_tiny_network():
 def test_class_scores_hand_example():
     targets = [0, 0, 1, 1, 2, 2]
     predicted = [0, 1, 1, 1, 0, 2]
-    scores = ev.class_scores(predicted, targets, num_classes=4)
+    scores = classification_scores(targets, predicted, num_classes=4)
     assert scores["accuracy"] == pytest.approx(4 / 6)
     # F1 = 2tp / (2tp + fp + fn): class 0 2/4, class 1 4/5, class 2 2/3, class 3 (absent) 0
     assert scores["f1_macro"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3 + 0) / 4)
-    assert scores["per_class"][:3] == [0.5, 1.0, 0.5] and math.isnan(scores["per_class"][3])
+    rates = hit_rates(targets, predicted, num_classes=4)
+    assert rates[:3] == [0.5, 1.0, 0.5] and math.isnan(rates[3])
     with pytest.raises(ValueError, match="0..3"):
-        ev.class_scores([4], [0], num_classes=4)
+        classification_scores([0], [4], num_classes=4)
 
 
 # --- sample grids -------------------------------------------------------------------------------------------
@@ -230,9 +245,9 @@ def test_save_grid_one_row_per_class(tmp_path):
     h, w, pad = 4, 5, 2
     imgs = np.stack([np.full((h, w, 3), 10 * i, np.uint8) for i in range(8)])
     classes = np.array([1, 0, 1, 0, 1, 0, 1, 0])
-    rows = ev.class_rows(classes, per_class=3)
+    rows = class_rows(classes, per_class=3)
     assert rows == [[1, 3, 5], [0, 2, 4]]
-    path = ev.save_grid(imgs, tmp_path / "grid.png", rows=rows, pad=pad)
+    path = save_grid(imgs, tmp_path / "grid.png", rows=rows, pad=pad)
     with Image.open(path) as picture:
         assert picture.format == "PNG" and picture.mode == "RGB"
         assert picture.size == (3 * (w + pad) + pad, 2 * (h + pad) + pad)
@@ -245,11 +260,11 @@ def test_save_grid_one_row_per_class(tmp_path):
 
 def test_save_grid_plain_grey(tmp_path):
     imgs = np.zeros((5, 3, 3, 1), np.uint8)
-    path = ev.save_grid(imgs, tmp_path / "sub" / "plain.png", pad=1)
+    path = save_grid(imgs, tmp_path / "sub" / "plain.png", pad=1)
     with Image.open(path) as picture:
         assert picture.mode == "L" and picture.size == (3 * 4 + 1, 2 * 4 + 1)
     with pytest.raises(ValueError, match="C=2"):
-        ev.save_grid(np.zeros((1, 2, 2, 2), np.uint8), tmp_path / "bad.png")
+        save_grid(np.zeros((1, 2, 2, 2), np.uint8), tmp_path / "bad.png")
 
 
 # --- the Inception path -----------------------------------------------------------------------------
@@ -299,8 +314,8 @@ def test_inception_scores_through_clean_fid_with_stand_in_network(tmp_path, monk
     torch.manual_seed(0)
     net = StandInInception().eval()
     torch.jit.script(net).save(str(tmp_path / ev.INCEPTION_FILE))
-    # a 2048 x 2048 sqrtm takes ~15 s on one core: measure the plumbing with the mean term only
-    monkeypatch.setattr(ev, "frechet_distance", lambda mu1, s1, mu2, s2: float(np.sum((mu1 - mu2) ** 2)))
+    # the FID of 2048-d features costs seconds on one core: measure the plumbing with the mean term only
+    monkeypatch.setattr(ev, "fid", lambda a, b: float(np.sum((a.mu - b.mu) ** 2)))
     rng = np.random.default_rng(7)
     samples = rng.integers(0, 256, size=(20, 8, 8, 3)).astype(np.uint8)
     grey_reference = rng.integers(0, 128, size=(30, 8, 8, 1)).astype(np.uint8)
@@ -328,6 +343,6 @@ def test_cached_statistics_recomputes_unreadable_cache(tmp_path):
     (path,) = tmp_path.glob("*.npz")
     path.write_bytes(b"not an npz")
     again = ev.cached_statistics(tmp_path, "ref/a b", lambda: feats)
-    assert np.allclose(first["mu"], again["mu"]) and again["n"] == 10
+    assert np.allclose(first.mu, again.mu) and again.n == 10
     other = ev.cached_statistics(tmp_path, "ref/a_b", lambda: feats[:5])  # same slug, other key
-    assert other["n"] == 5 and len(list(tmp_path.glob("*.npz"))) == 2
+    assert other.n == 5 and len(list(tmp_path.glob("*.npz"))) == 2

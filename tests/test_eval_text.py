@@ -1,6 +1,8 @@
-"""Text judging (`discdiff.evaluation.text_metrics`): generative perplexity against a brute-force loop on
-a tiny random GPT-2 judge built offline, the diversity metrics on hand-computed examples, the
-refusals, and the real offline judge (SmolLM2-135M GGUF) preferring English to shuffled words."""
+"""Text judging (`discdiff.metrics.text`): generative perplexity as the paper cuts it against the
+judge's own `labels=` loss one sample at a time, and over whole texts against a brute-force loop,
+on a tiny random GPT-2 judge built offline; the diversity on spaCy tokens against a plain n-gram
+count; MAUVE's features and score; the refusals; and the real offline judge (SmolLM2-135M GGUF)
+preferring English to shuffled words."""
 
 import math
 import os
@@ -8,14 +10,18 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from discdiff.data.cache import cache_root
-from discdiff.evaluation.text_metrics import (
+from discdiff.metrics.text import (
+    english_tokens,
     evaluate_text_samples,
     generative_perplexity,
+    judge_features,
     load_judge,
+    mauve_score,
     ngram_diversity,
     offline_judge_path,
     sample_entropies,
@@ -117,17 +123,93 @@ def test_ngram_diversity_by_hand():
     assert math.isnan(ngram_diversity(["a b", "c"], ns=(3,)))
 
 
+@pytest.mark.parametrize("length", [2, 5, 12, 40])
+def test_paper_gen_ppl_is_the_judges_own_loss_truncated(judge, length):
+    """The paper's gen_ppl: each sample cut at `length` judge tokens, every token after the first a
+    target (an eos inside counts too); the reference is the model's own labels= loss, one sample
+    at a time, without padding."""
+    texts = samples(seed=2)
+    got = generative_perplexity(texts, judge, batch_size=3, progress=False, max_length=min(length, CONTEXT))
+    nll, count = [], []
+    with torch.no_grad():
+        for text in texts:
+            ids = judge.tokenizer(text)["input_ids"][:min(length, CONTEXT)]
+            if len(ids) < 2:
+                nll.append(0.0), count.append(0)
+                continue
+            loss = judge.model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+            nll.append(loss * (len(ids) - 1)), count.append(len(ids) - 1)
+    assert got["tokens"] == count
+    assert got["nll"] == pytest.approx(nll, rel=1e-5, abs=1e-6)
+    assert got["gen_ppl"] == pytest.approx(math.exp(sum(nll) / sum(count)), rel=1e-5)
+
+
+def plain_diversity(token_lists, ns=(2, 3, 4)):
+    """The paper's diversity written out: for each n, distinct / total n-grams pooled over samples."""
+    product = 1.0
+    for n in ns:
+        grams = [tuple(tokens[i:i + n]) for tokens in token_lists for i in range(len(tokens) - n + 1)]
+        product *= len(set(grams)) / len(grams)
+    return product
+
+
+def test_diversity_on_spacy_tokens():
+    import spacy
+
+    texts = ["I don't like it, it's bad!", "It's great. I love it -- really.", "I don't like it, it's bad!",
+             "U.S. prices rose 5% in 2020 (again)."]
+    tokenizer = spacy.blank("en").tokenizer
+    assert english_tokens(texts[0]) == [t.text for t in tokenizer(texts[0])] == \
+        ["I", "do", "n't", "like", "it", ",", "it", "'s", "bad", "!"]
+    expected = plain_diversity([[str(t) for t in tokenizer(text)] for text in texts])
+    assert ngram_diversity(texts, english_tokens) == pytest.approx(expected)
+    assert expected != pytest.approx(plain_diversity([text.split() for text in texts]))
+
+
+def test_judge_features_are_the_last_tokens_hidden_state(judge):
+    texts = samples(seed=3)[:4] + ["the cat"]
+    got = judge_features(texts, judge, max_length=6, batch_size=2)
+    with torch.no_grad():
+        for row, text in zip(got, texts):
+            ids = judge.tokenizer(text)["input_ids"][:6]
+            hidden = judge.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+            assert row == pytest.approx(hidden[0, -1].double().numpy(), abs=1e-5)
+
+
+def test_mauve_of_a_set_with_itself_and_with_another():
+    mauve = pytest.importorskip("mauve")
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(60, 8))
+    same = mauve.compute_mauve(p_features=p, q_features=p, device_id=-1, verbose=False).mauve
+    apart = mauve.compute_mauve(p_features=p, q_features=p + 6.0, device_id=-1, verbose=False).mauve
+    assert same == pytest.approx(1.0, abs=1e-6) and apart < 0.05
+
+
+def test_mauve_score_through_the_judge(judge):
+    pytest.importorskip("mauve")
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(8)) for _ in range(30)]
+    assert mauve_score(texts, texts, judge, max_length=8) == pytest.approx(1.0, abs=1e-6)
+    repeated = ["the the the the the the the the"] * 15 + ["a a a a a a a a"] * 15
+    assert mauve_score(repeated, texts, judge, max_length=8) < 0.5
+    one_line_error(mauve_score, texts[:1], texts, judge, match="at least 2 texts")
+
+
 def test_evaluate_text_samples(judge):
     texts = CORPUS + ["the the the the the the"]
-    report = evaluate_text_samples(texts, judge, batch_size=4, progress=False)
-    scores = generative_perplexity(texts, judge, progress=False)
-    assert report["judge"] == str(judge.name) and report["num_samples"] == len(texts)
-    assert report["gen_ppl"] == pytest.approx(scores["gen_ppl"], rel=1e-5)
-    assert report["num_tokens"] == sum(scores["tokens"]) == sum(row["tokens"] for row in report["per_sample"])
+    report = evaluate_text_samples(texts, judge, max_length=5, batch_size=4, progress=False)
+    paper = generative_perplexity(texts, judge, progress=False, max_length=5)
+    full = generative_perplexity(texts, judge, progress=False)
+    assert report["judge"] == str(judge.name) and report["num_samples"] == len(texts) and report["max_length"] == 5
+    assert report["gen_ppl"] == pytest.approx(paper["gen_ppl"], rel=1e-5)
+    assert report["gen_ppl_full"] == pytest.approx(full["gen_ppl"], rel=1e-5)
+    assert report["num_tokens"] == sum(paper["tokens"]) == sum(row["tokens"] for row in report["per_sample"])
     assert report["per_sample"][-1]["entropy"] == 0.0
     assert report["entropy"] == pytest.approx(unigram_entropy(texts, judge.tokenizer.tokenize))
-    assert report["diversity"] == pytest.approx(ngram_diversity(texts, judge.tokenizer.tokenize))
-    assert set(report["per_sample"][0]) == {"nll", "tokens", "ppl", "entropy"}
+    assert report["diversity"] == pytest.approx(ngram_diversity(texts, english_tokens))
+    assert report["diversity_judge"] == pytest.approx(ngram_diversity(texts, judge.tokenizer.tokenize))
+    assert set(report["per_sample"][0]) == {"nll", "tokens", "ppl", "ppl_full", "entropy"}
+    assert "mauve" not in report
 
 
 def one_line_error(call, *args, match, **kwargs):
@@ -138,8 +220,9 @@ def one_line_error(call, *args, match, **kwargs):
 
 
 def test_refusals(judge, tmp_path):
-    for call in (generative_perplexity, evaluate_text_samples):
-        one_line_error(call, [], judge, match="no samples")
+    one_line_error(generative_perplexity, [], judge, match="no samples")
+    one_line_error(evaluate_text_samples, [], judge, max_length=8, match="no samples")
+    one_line_error(generative_perplexity, ["the cat sat"], judge, max_length=1, match="at least 2 judge tokens")
     one_line_error(unigram_entropy, [], match="no samples")
     one_line_error(generative_perplexity, "a string", judge, match="list of samples")
     one_line_error(generative_perplexity, ["the", ""], judge, match="no tokens to score")

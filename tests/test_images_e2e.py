@@ -33,7 +33,7 @@ def test_eval_images_rows_per_class_and_a_grid(image_runs, capsys):
     assert main(["eval", "images", f"run_dir={run}", f"eval.classifier={image_runs / 'oracle'}", *SAMPLE,
                  "study.conditions=[0,3]", "guidance=cfg", "guidance.gamma=2"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert header == "class,name,num_generated,fid_clf,oracle_hit_rate,oracle_accuracy,oracle_f1_macro"
+    assert header == "class,name,num_generated,fid_clf,oracle_hit_rate,oracle_accuracy,oracle_f1_macro,oracle_mcc"
     rows = list(csv.DictReader(open(run / "eval" / "images.csv")))
     assert [r["class"] for r in rows] == ["0", "3", "all"] and rows[-1]["num_generated"] == "8"
     assert all(float(r["fid_clf"]) >= 0 for r in rows)

@@ -34,8 +34,10 @@ def test_eval_gen_ppl_writes_summary_and_per_sample_values(text_runs, tiny_judge
     result = json.loads(capsys.readouterr().out)
     assert result["num_samples"] == 4 and result["gen_ppl"] > 1 and 0 <= result["diversity"] <= 1
     assert result["entropy"] >= 0 and result["judge"] == str(tiny_judge_dir)
+    assert result["gen_ppl_full"] > 1 and 0 <= result["diversity_judge"] <= 1 and result["max_length"] == 32
+    assert 0 <= result["mauve"] <= 1 and result["mauve_samples"] == 4 and result["mauve_references"] == "of any class"
     per_sample = json.loads((run / "eval" / "gen_ppl_per_sample.json").read_text())
-    assert len(per_sample) == 4 and {"text", "nll", "tokens", "ppl", "entropy"} <= set(per_sample[0])
+    assert len(per_sample) == 4 and {"text", "nll", "tokens", "ppl", "ppl_full", "entropy"} <= set(per_sample[0])
 
 
 def test_eval_gen_ppl_refusals(text_runs, tiny_judge_dir, trained_run, tmp_path, capsys):
@@ -69,7 +71,7 @@ def test_sentiment_guidance_study(text_runs, tiny_judge_dir, tmp_path, capsys):
         assert 0 <= float(row["target_accuracy"]) <= 1 and float(row["gen_ppl"]) > 1
         assert float(row["entropy"]) >= 0 and 0 <= float(row["diversity"]) <= 1
     assert (study / "guidance_pareto.png").stat().st_size > 5_000
-    assert capsys.readouterr().out.splitlines()[0] == "gamma,seed,num_samples,gen_ppl,entropy,diversity,target_accuracy"
+    assert capsys.readouterr().out.splitlines()[0] == "gamma,seed,num_samples,gen_ppl,entropy,diversity,mauve,target_accuracy"
     assert main(common) == 2
     assert "set eval.classifier=RUN_DIR" in capsys.readouterr().err
 
@@ -87,7 +89,7 @@ def test_study_sampled_without_judge_is_judged_later(text_runs, tiny_judge_dir, 
     spec = importlib.util.spec_from_file_location("rescore_text_study", path)
     rescore = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rescore)
-    assert rescore.main([str(study), "--judge", str(tiny_judge_dir)]) == 0
+    assert rescore.main([str(study), "--judge", str(tiny_judge_dir), "--run-dir", str(text_runs / "udlm")]) == 0
     judged = json.loads((study / "guidance.json").read_text())
     assert [r["target_accuracy"] for r in judged] == [r["target_accuracy"] for r in rows]
     assert all(r["gen_ppl"] > 1 and r["entropy"] >= 0 and r["judge"] == str(tiny_judge_dir) for r in judged)

@@ -145,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     name = args.command if args.command != "eval" else f"eval {args.kind}"
     try:
         cfg = compose(_expand(name, args.overrides))
-        handler = LIGHT_HANDLERS.get(name) or importlib.import_module(HANDLERS_MODULE).HANDLERS[name]
-        handler(cfg)
+        if name in LIGHT_HANDLERS:
+            LIGHT_HANDLERS[name](cfg)
+        else:
+            handlers = importlib.import_module(HANDLERS_MODULE)
+            if name in handlers.READS_A_MODEL and _chooses_data(args.overrides):
+                handlers.check_data_choice(cfg)
+            handlers.HANDLERS[name](cfg)
     except ValueError as err:  # refused input: configuration, checkpoints, data and samples files
         return _fail(name, first_line(err), 2)
     except OSError as err:  # a file or folder that cannot be read or written, a full disk
@@ -158,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(name, f"unexpected {type(err).__name__}: {first_line(err)} (a bug? rerun with DISCDIFF_DEBUG=1 "
                            "for the traceback and report it)", 1)
     return 0
+
+
+def _chooses_data(overrides: list[str]) -> bool:
+    """Whether the command line picks a dataset (data=NAME or data.name=NAME)."""
+    return any(o.partition("=")[0].lstrip("+~") in ("data", "data.name") for o in overrides)
 
 
 def _fail(command: str, message: str, code: int) -> int:

@@ -19,7 +19,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from .config import ConfigError
 from .data import build_splits
 from .evaluation.domains import DOMAINS
-from .evaluation.evaluate import evaluate, guidance_classifier, load_model, loaded
+from .evaluation.evaluate import check_data_choice, evaluate, guidance_classifier, load_model, loaded
 from .evaluation.perplexity import evaluate_perplexity
 from .evaluation.samples import configured_target, draw, drawn_with, steer, steering, write_samples
 from .evaluation.study import run_study
@@ -126,6 +126,9 @@ def cmd_export(cfg) -> None:
 
 
 #: command name -> handler(cfg)
+#: the commands that read a trained model: `data=` there is checked by `check_data_choice`
+READS_A_MODEL = frozenset({"sample", "export", "eval ppl", "eval guidance", "eval qm9-guidance",
+                           *(f"eval {d.command}" for d in DOMAINS.values())})
 HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample,
             "export": cmd_export, "prepare": cmd_prepare, "eval ppl": cmd_eval_ppl,
             **{f"eval {d.command}": _eval_domain(d.command) for d in DOMAINS.values()},

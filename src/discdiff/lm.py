@@ -227,12 +227,12 @@ class AutoregressiveLM(LanguageModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, guidance=None,
-               argmax: bool = False, use_cache: bool = True, generator=None, progress: bool = False,
-               **_ignored) -> SampleOutput:
+               argmax: bool = False, use_cache: bool = True, float64: bool = False, generator=None,
+               progress: bool = False, **_ignored) -> SampleOutput:
         """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
         return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
-                                     guidance=guidance, use_cache=use_cache, argmax=argmax, generator=generator,
-                                     progress=progress)
+                                     guidance=guidance, use_cache=use_cache, argmax=argmax, float64=float64,
+                                     generator=generator, progress=progress)
 
 
 #: diffusion (the config key) -> its forward process

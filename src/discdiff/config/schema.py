@@ -314,7 +314,9 @@ class Sampling(Section):
     argmax: bool = Field(description="take the most likely token of each step instead of sampling it")
     use_cache: bool = Field(description="reuse the denoiser's output while x_t is unchanged (absorbing models "
                                         "without time conditioning); KV cache for AR")
-    float64: bool = Field(description="posterior and Gumbel noise in float64")
+    float64: Optional[bool] = Field(description="posterior and Gumbel noise in float64; null = float64 for "
+                                                "vocabularies of 1,000 tokens or more (word pieces), float32 "
+                                                "below")
     compile: bool = Field(description="torch.compile the guided steps' reductions over the vocabulary (D-CFG "
                                       "of diffusion models; one compilation per shape and gamma, then fewer "
                                       "passes over (B, L, V))")
@@ -349,6 +351,13 @@ class Eval(Section):
                                    "name or folder (gpt2-large as upstream), a GGUF file, or smollm2 (offline); "
                                    "none: the text study leaves the fluency columns out")
     judge_batch_size: PositiveInt = Field(description="samples per batch of the judge")
+    mauve: bool = Field(description="eval gen-ppl and the text study: MAUVE between the samples and as many real "
+                                    "texts of the validation split (of the target classes where the data has "
+                                    "labels), in the judge's features")
+    discriminator: Literal["dit", "dimamba", "none"] = Field(
+        description="eval species and the species study: the network of the paper's real-vs-generated "
+                    "discriminator (auroc: 2 blocks of width 128, 5 epochs from scratch; dit or dimamba); none "
+                    "= leave auroc out (auroc_kmer, the 6-mer logistic regression, is always reported)")
     output_dir: Optional[str] = Field(description="null = run_dir/eval")
 
 

@@ -16,8 +16,9 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from ..files import atomic_path
@@ -133,3 +134,27 @@ def build_split(cfg: Mapping[str, Any] | DataConfig, split: str) -> tuple[Datase
     splits, tokenizer = build_splits(cfg)
     used = split if split in splits else "valid"
     return splits[used], tokenizer, used
+
+
+def reference_texts(cfg: Mapping[str, Any] | DataConfig, classes: Sequence[Optional[int]], length: int, seed: int = 0,
+                    split: str = "valid") -> list[str]:
+    """Real texts to compare samples with (MAUVE's references): one per entry of `classes`, each
+    the first `length` tokens of a text of `split` decoded, drawn at random without replacement
+    (numpy default_rng(seed)). An entry k draws from the texts whose ``label_col`` label is k; None
+    from all texts. Refused in one line when a class has fewer texts than asked for."""
+    cfg = DataConfig.from_mapping(cfg)
+    tokens, tokenizer = load_tokens(cfg)
+    stored = tokens[split]
+    labels = stored.labels.get(cfg.label_col) if cfg.label_col else None
+    rng, chosen = np.random.default_rng(seed), []
+    for k in sorted(set(classes), key=lambda c: -1 if c is None else c):
+        wanted = sum(1 for c in classes if c == k)
+        if k is not None and labels is None:
+            raise ValueError(f"data={cfg.name} has no labels (data.label_col) to draw references of class {k} from")
+        pool = np.arange(len(stored)) if k is None else np.flatnonzero(np.asarray(labels) == k)
+        if len(pool) < wanted:
+            what = "texts" if k is None else f"texts of class {k}"
+            raise ValueError(f"the {split} split of data={cfg.name} has {len(pool)} {what}, fewer than the "
+                             f"{wanted} references asked for")
+        chosen += rng.choice(pool, wanted, replace=False).tolist()
+    return [tokenizer.decode(stored.ids[stored.offsets[i]:stored.offsets[i + 1]][:length]) for i in chosen]

@@ -5,7 +5,8 @@
 - evaluate: `discdiff eval <command>`, one flow for every domain; study: the guidance study;
 - domains/: the plug-ins, one per kind of data (molecules, text, DNA, images), registered in
   `domains.DOMAINS`;
-- molecule_metrics, text_metrics, dna_metrics, image_metrics: the metric math of each domain;
+- pictures: the molecule grids, property histograms and image grids evaluations draw (the numbers
+  are `discdiff.metrics`);
 - perplexity: NELBO / perplexity / bits per token of a split; oracle: evaluation classifiers;
   tables: result tables as CSV and JSON.
 """

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import DictConfig
 
-from ..loading import Pipeline, load, load_classifier, stored_config
+from ..loading import Pipeline, is_huggingface, load, load_classifier, stored_config
 from .domains import Context, Domain, of_data
 from .oracle import Oracle, check_predictable, load_oracle
 from .samples import Samples, check_model, draw, drawn_with, read_samples, steer, steering, write_samples
@@ -42,6 +42,21 @@ class Report:
 def load_model(cfg: DictConfig) -> Pipeline:
     """The model of `checkpoint` (else `run_dir`) with the `eval.disable_ema` choice."""
     return load(cfg.checkpoint or cfg.run_dir, disable_ema=bool(cfg.eval.disable_ema), data=cfg.data)
+
+
+def check_data_choice(cfg: DictConfig) -> None:
+    """Refuse a `data=` choice that a command reading a discdiff run cannot honour: the run is
+    sampled and evaluated on the dataset it was trained with (its tokenizer, its vocabulary), and
+    `data=` only names the dataset of a published HuggingFace model."""
+    source = cfg.checkpoint or cfg.run_dir
+    if is_huggingface(source):
+        return
+    run_dir = Path(source).parent.parent if Path(source).is_file() else Path(source)
+    stored = stored_config(run_dir)
+    if stored is not None and stored.data.name != cfg.data.name:
+        raise ValueError(f"data={cfg.data.name} cannot apply: the model in {source} was trained on "
+                         f"data={stored.data.name}, which this command uses; data= only names the dataset of a "
+                         "published HuggingFace model (leave it out, or give a run trained on it)")
 
 
 def guidance_classifier(cfg: DictConfig, pipe: Pipeline):
@@ -70,13 +85,13 @@ def evaluate(cfg: DictConfig, command: str, note: Note) -> Report:
     samples = None if path is None else read_samples(path)
     needs_model = samples is None or samples.tokens is not None or cfg.eval.classifier is not None
     pipe = load_model(cfg) if needs_model else None
-    data = pipe.cfg.data if pipe is not None else _stored_data(cfg)
-    domain_class = of_data(data, command)
+    model_cfg = pipe.cfg if pipe is not None else _stored(cfg)
+    domain_class = of_data(model_cfg.data, command)
     if samples is not None:
         _check_file(path, samples, domain_class, pipe)
     oracle = None if pipe is None else evaluation_classifier(cfg, pipe)
     device = pipe.device if pipe is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    domain = domain_class(Context(data, cfg, device, oracle, pipe))
+    domain = domain_class(Context(model_cfg.data, cfg, device, oracle, pipe, model_cfg.data.length))
     targets = domain.targets() if samples is None else _file_targets(samples)
     classes = [c for c in targets if c is not None]
     domain.check_targets(classes)
@@ -110,10 +125,10 @@ def _file_targets(samples: Samples) -> list[Optional[int]]:
     return [None] if samples.conditions is None else sorted(set(samples.conditions.tolist()))
 
 
-def _stored_data(cfg: DictConfig) -> DictConfig:
-    """The data section the run was trained with (its config.yaml or checkpoints), else the command's."""
+def _stored(cfg: DictConfig) -> DictConfig:
+    """The configuration the run was trained with (its config.yaml or checkpoints), else the command's."""
     stored = stored_config(Path(cfg.run_dir))
-    return cfg.data if stored is None else stored.data
+    return cfg if stored is None else stored
 
 
 def _check_file(path, samples: Samples, domain: type[Domain], pipe: Optional[Pipeline]) -> None:

@@ -15,7 +15,7 @@ from rdkit.Chem import Draw
 
 from ..chem import PROPERTIES, mol_from_smiles
 from ..files import atomic_path
-from ..metrics.images import checked_images
+from ..metrics.images import as_numpy, checked_images
 from ..metrics.molecules import check_properties
 
 
@@ -88,7 +88,7 @@ def plot_property_histogram(samples_props: list[float], data_props: list[float],
 def class_rows(classes, per_class: int) -> list[list[int]]:
     """Grid rows for save_grid: per class present in `classes` (ascending), the indices of its
     first `per_class` samples."""
-    arr = _numpy(classes)
+    arr = as_numpy(classes)
     return [np.flatnonzero(arr == k)[:per_class].tolist() for k in np.unique(arr)]
 
 

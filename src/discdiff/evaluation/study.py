@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 
 from ..config import ConfigError
 from ..files import atomic_path
+from ..metrics.classes import target_accuracy
 from .domains import Context, Domain, of_data
 from .evaluate import Note, evaluation_classifier, guidance_classifier, load_model, loaded
 from .oracle import Oracle, check_predictable
@@ -68,7 +69,7 @@ def run_study(cfg: DictConfig, note: Note) -> StudyResult:
                           "(train-classifier classifier.kind=clean) or a HuggingFace sequence-classification model")
     if oracle is not None:
         check_predictable(oracle, conditions)
-    domain = domain_class(Context(pipe.cfg.data, cfg, pipe.device, oracle, pipe))
+    domain = domain_class(Context(pipe.cfg.data, cfg, pipe.device, oracle, pipe, pipe.cfg.data.length))
     domain.check_targets(conditions)
     domain.prepare()
     loaded(note, pipe, classifier)
@@ -109,7 +110,7 @@ def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], s
                 samples.predicted = oracle.predict(samples.tokens, samples.texts)
             scores = domain.score(samples)
             if samples.predicted is not None:
-                scores["target_accuracy"] = float((samples.predicted == samples.conditions).float().mean())
+                scores["target_accuracy"] = target_accuracy(samples.conditions.tolist(), samples.predicted.tolist())
             row = {"model": model, "method": method, "gamma": float(gamma), "seed": int(seed), "nfe": samples.nfe,
                    "sampling_seconds": round(seconds, 2), "num_samples": len(samples.texts), **info, **scores}
             rows.append(row)

@@ -21,7 +21,13 @@ from .huggingface import read_folder, write_folder
 from .pipeline import GUIDANCE, Pipeline, sampler_options
 from .runs import load_run, stored_config
 
-__all__ = ["GUIDANCE", "Pipeline", "export", "load", "load_classifier", "sampler_options", "stored_config"]
+__all__ = ["GUIDANCE", "Pipeline", "export", "is_huggingface", "load", "load_classifier", "sampler_options",
+           "stored_config"]
+
+
+def is_huggingface(source: str | Path) -> bool:
+    """Whether `source` is a HuggingFace model folder or hub id (else a run folder or .ckpt file)."""
+    return hf_format.is_model_folder(source) or hf_format.is_hub_id(str(source))
 
 
 def load(source: str | Path, *, device=None, disable_ema: bool = False, data: Optional[DictConfig] = None) -> Pipeline:
@@ -29,7 +35,7 @@ def load(source: str | Path, *, device=None, disable_ema: bool = False, data: Op
     weights unless `disable_ema`), or a HuggingFace model folder or hub id (the published UDLM /
     MDLM checkpoints, or `discdiff export`'s; `data` names the dataset of a published one, e.g.
     for eval ppl). On `device` (default: CUDA when available)."""
-    if hf_format.is_model_folder(source) or hf_format.is_hub_id(str(source)):
+    if is_huggingface(source):
         pipe = read_folder(source, data=data)
     else:
         pipe = load_run(source, disable_ema=disable_ema)

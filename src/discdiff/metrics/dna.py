@@ -22,7 +22,8 @@ The paper's definitions (the default columns):
 * ``auroc``: ONE binary classifier, trained from scratch to tell all generated sequences (label
   0) from real windows (label 1) of the same species mix (for each class as many real windows,
   drawn at random, as were generated), 10% held out; the held-out ROC AUC of its class-1 logit
-  after the last of 5 epochs (batch 8, AdamW lr 1e-4, no weight decay). The paper's network is a
+  after the last of 5 epochs (batch 8, AdamW lr 1e-4, no weight decay). discdiff holds out 10%
+  of each side (the paper 10% of the pooled set), so that the held-out set always holds both. The paper's network is a
   2-layer, width-128 HyenaDNA (long convolutions); discdiff's is its own backbone of the same
   size, a DiT (default) or a DiMamba, seeded (`discriminator_auroc`). 0.5: indistinguishable
   (best), 1: perfectly separable;
@@ -124,7 +125,6 @@ def invalid_fraction(sequences: Sequence[str]) -> float:
     return float(np.mean(codes == _INVALID)) if len(codes) else math.nan
 
 
-
 def js_distance(p: np.ndarray, q: np.ndarray, base: Optional[float] = None) -> float:
     """scipy's Jensen-Shannon distance of two distributions (non-negative weights, normalised
     there), natural logarithm unless `base`; 0 where rounding makes the divergence of nearly equal
@@ -134,7 +134,8 @@ def js_distance(p: np.ndarray, q: np.ndarray, base: Optional[float] = None) -> f
         raise ValueError(f"js_distance needs two 1-d arrays of one length, got shapes {p.shape} and {q.shape}")
     if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
         raise ValueError("js_distance needs non-negative weights with a positive sum")
-    distance = float(jensenshannon(p, q, base=base))
+    with np.errstate(invalid="ignore"):  # sqrt of a divergence rounded below 0: NaN, read as 0 below
+        distance = float(jensenshannon(p, q, base=base))
     return 0.0 if math.isnan(distance) else distance
 
 
@@ -221,21 +222,32 @@ def _discriminator(recipe: DiscriminatorRecipe, length: int) -> SequenceClassifi
     return SequenceClassifier(encoder, 2)
 
 
+def _held_out(n_generated: int, n_real: int, share: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) indices into generated + real: `share` of each side held out (at least one),
+    drawn by `generator`."""
+    test, train = [], []
+    for start, n in ((0, n_generated), (n_generated, n_real)):
+        order = start + torch.randperm(n, generator=generator)
+        k = max(1, round(share * n))
+        test.append(order[:k]), train.append(order[k:])
+    return torch.cat(train), torch.cat(test)
+
+
 def discriminator_auroc(generated: Sequence[str], real: Sequence[str], seed: int = 0,
                         recipe: DiscriminatorRecipe = DiscriminatorRecipe(), device="cpu") -> float:
     """The paper's discriminator AUROC (module docstring): a classifier of `recipe` trained from
-    scratch on generated (label 0) and real (label 1) sequences, `recipe.held_out` of them held
-    out; the ROC AUC of its class-1 logit on those after the last epoch. Initialisation, split and
-    batch order follow `seed`."""
+    scratch on generated (label 0) and real (label 1) sequences, `recipe.held_out` of each side
+    held out (the paper holds out 10% of the pooled set; per side, the held-out set always has
+    both kinds, so the AUROC is defined however few sequences there are); the ROC AUC of its
+    class-1 logit on those after the last epoch. Initialisation, split and batch order follow
+    `seed`."""
+    if min(len(generated), len(real)) < 2:
+        raise ValueError(f"the discriminator needs at least 2 generated and 2 real sequences (one to train on, one "
+                         f"to test), got {len(generated)} generated and {len(real)} real")
     sequences = list(generated) + list(real)
     labels = torch.tensor([0] * len(generated) + [1] * len(real))
-    n_test = max(2, round(recipe.held_out * len(sequences)))
-    if not generated or not real or n_test >= len(sequences):
-        raise ValueError(f"the discriminator needs generated and real sequences and room to train, got "
-                         f"{len(generated)} generated and {len(real)} real")
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(sequences), generator=generator)
-    test, train = order[:n_test], order[n_test:]
+    train, test = _held_out(len(generated), len(real), recipe.held_out, generator)
     ids = _encode(sequences)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -252,8 +264,6 @@ def discriminator_auroc(generated: Sequence[str], real: Sequence[str], seed: int
     with torch.no_grad():
         scores = torch.cat([model.logits(ids[chunk].to(device))[:, 1].float().cpu()
                             for chunk in test.split(max(recipe.batch_size, 64))])
-    if labels[test].unique().numel() < 2:
-        raise ValueError(f"the held-out {n_test} sequences are all of one kind: too few sequences for an AUROC")
     return float(roc_auc_score(labels[test].numpy(), scores.numpy()))
 
 

@@ -149,7 +149,7 @@ def inception_score(class_probabilities, splits: int = 10, seed: int = 0) -> tup
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mean, std = metric.compute()
-    return float(mean), float(std)
+    return float(mean), float(std) if splits > 1 else 0.0
 
 
 @torch.no_grad()

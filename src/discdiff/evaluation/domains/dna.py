@@ -1,7 +1,8 @@
 """DNA (Species10, paper Sec. 5.2): against the real validation windows of each target species,
-the 3-mer and 6-mer Jensen-Shannon distances and the real-vs-generated discriminator AUROC, and
-the evaluation classifier's accuracy, macro F1 and MCC with the target species as truth
-(`dna_metrics.species_metrics`).
+the 3-mer and 6-mer Jensen-Shannon distances, the real-vs-generated discriminator AUROC (the
+paper's neural one, of `eval.discriminator`, and the fast k-mer one beside it), and the evaluation
+classifier's accuracy, macro F1 over all its classes and MCC with the target species as truth
+(`discdiff.metrics.dna.species_metrics`).
 
 eval species writes species.csv / .json: one row per target species, then the `all` row. The
 study plots the 6-mer distance against the evaluation classifier's macro F1: the paper's
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...data.dna import check_species, real_windows
-from ..dna_metrics import species_metrics
+from ...metrics.dna import DiscriminatorRecipe, species_metrics
 from ..samples import Samples
 from .base import Axis, Context, Domain, without
 
@@ -40,7 +41,11 @@ class DNA(Domain):
 
     def _rows(self, samples: Samples) -> list[dict]:
         generated, predicted = samples.by_class()
-        return species_metrics(generated, self.real, predicted)
+        encoder = self.ctx.cfg.eval.discriminator
+        recipe = None if encoder == "none" else DiscriminatorRecipe(encoder=encoder)
+        oracle = self.ctx.oracle
+        return species_metrics(generated, self.real, predicted, num_classes=None if oracle is None else oracle.num_classes,
+                               seed=self.ctx.cfg.seed, recipe=recipe, device=self.ctx.device)
 
     def evaluate(self, samples: Samples, out_dir: Path, provenance: dict) -> tuple[list[dict], list[Path]]:
         return self._rows(samples), []

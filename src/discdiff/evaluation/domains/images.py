@@ -1,15 +1,18 @@
 """Images (CIFAR10, paper Sec. 5.4): samples scored against the real test images (`discdiff eval
-images` and the image domain of the guidance study; the metric math is `image_metrics`).
+images` and the image domain of the guidance study; the metric math is `discdiff.metrics.images`
+and `discdiff.metrics.classes`).
 
 Per target class (samples steered toward it) and over all samples:
 
 * ``fid_clf``: FID in the features of the evaluation classifier (`eval.classifier`, a discdiff
   clean classifier: its pooled, normalised last hidden states), against the real test images of
   that class (all of them for the ``all`` row); the offline stand-in for FID;
-* ``oracle_hit_rate`` (per class), ``oracle_accuracy`` and ``oracle_f1_macro`` (``all``): the
-  evaluation classifier's verdicts with the target class as truth (the paper's F1 column);
+* ``oracle_hit_rate`` (per class), ``oracle_accuracy``, ``oracle_f1_macro`` (over all the
+  classifier's classes) and ``oracle_mcc`` (``all``): the evaluation classifier's verdicts with
+  the target class as truth (the paper's F1 column);
 * ``fid``, ``is_mean``, ``is_std`` (``all`` row, `eval.inception=true`): FID against the whole test
-  split and Inception Score with the standard Inception-v3.
+  split and Inception Score (10 splits, fewer for fewer samples) with the standard Inception-v3,
+  computed by torchmetrics from the features.
 
 Unguided samples (no target class) get the ``all`` row without the class scores. The real
 statistics are cached in ``<data cache>/image_stats`` under a digest of the reference images (and
@@ -24,7 +27,6 @@ raise the F1 at a small cost in FID.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -35,7 +37,9 @@ import torch
 from ...data.cache import cache_root
 from ...data.images import check_image_classes, real_images
 from ...data.registry import DataConfig, DatasetSpec
-from .. import image_metrics as ev
+from ...metrics import images as ev
+from ...metrics.classes import classification_scores
+from ..pictures import class_rows, save_grid
 from ..samples import Samples
 from .base import Axis, Context, Domain, without
 
@@ -111,22 +115,19 @@ def _device(fn: ClassifierFeatures):
     return next(fn.classifier.parameters()).device
 
 
-def _stats(features: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    return ev.feature_statistics(features) if len(features) >= 2 else None
+def _stats(features: np.ndarray) -> ev.FeatureStatistics:
+    """The statistics of features (N, D); for N < 2 only the count (an FID with them is NaN)."""
+    if len(features) >= 2:
+        return ev.feature_statistics(features)
+    return ev.FeatureStatistics(np.zeros(0), np.zeros((0, 0)), len(features))
 
 
-def _fid(sample_stats, reference: dict) -> float:
-    if sample_stats is None or reference["n"] < 2:
-        return math.nan
-    return ev.frechet_distance(*sample_stats, reference["mu"], reference["sigma"])
-
-
-def _reference_stats(reference: ImageReference, fn: ClassifierFeatures, k: Optional[int]) -> dict:
-    """Cached classifier-feature statistics of the real images of class k (all for None); {"n": N}
-    alone when fewer than two exist (the FID is then NaN)."""
+def _reference_stats(reference: ImageReference, fn: ClassifierFeatures, k: Optional[int]) -> ev.FeatureStatistics:
+    """Cached classifier-feature statistics of the real images of class k (all for None); only the
+    count when fewer than two exist (the FID is then NaN)."""
     real = reference.of_class(k)
     if len(real) < 2:
-        return {"n": len(real)}
+        return _stats(np.zeros((len(real), 0)))
     key = f"clf|{fn.key}|{reference.key}|class={'all' if k is None else k}"
     return ev.cached_statistics(reference.stats_dir, key,
                                 lambda: ev.classifier_outputs(real, fn, CHUNK, _device(fn))[0])
@@ -155,7 +156,7 @@ class InceptionScorer:
         sample_stats = _stats(ev.features(images, self.features, 100, self.device))
         probabilities = ev.features(images, self.probabilities, 100, self.device)
         is_mean, is_std = ev.inception_score(probabilities, splits=min(10, len(images)))
-        return {"fid": _fid(sample_stats, ref), "is_mean": is_mean, "is_std": is_std}
+        return {"fid": ev.fid(sample_stats, ref), "is_mean": is_mean, "is_std": is_std}
 
 
 def inception_dir(cfg) -> Path:
@@ -170,7 +171,7 @@ def _class_row(k: int, tokens: np.ndarray, predicted: Optional[np.ndarray], refe
     row = {"class": k, "name": names[k] if k < len(names) else str(k), "num_generated": len(tokens)}
     if fn is not None:
         features = ev.classifier_outputs(tokens, fn, CHUNK, _device(fn))[0]
-        row["fid_clf"] = _fid(_stats(features), _reference_stats(reference, fn, k))
+        row["fid_clf"] = ev.fid(_stats(features), _reference_stats(reference, fn, k))
     if predicted is not None:
         row["oracle_hit_rate"] = float((predicted == k).mean())
     return row
@@ -181,12 +182,12 @@ def _all_row(samples: Samples, reference: ImageReference, fn, inception, num_cla
     row = {"class": "all", "name": "", "num_generated": len(tokens)}
     if fn is not None:
         features = ev.classifier_outputs(tokens, fn, CHUNK, _device(fn))[0]
-        row["fid_clf"] = _fid(_stats(features), _reference_stats(reference, fn, None))
+        row["fid_clf"] = ev.fid(_stats(features), _reference_stats(reference, fn, None))
     if inception is not None:
         row.update(inception.score(ev.tokens_to_images(tokens, reference.image_shape), reference))
     if samples.predicted is not None and samples.conditions is not None:
-        scores = ev.class_scores(samples.predicted.numpy(), samples.conditions.numpy(), num_classes)
-        row.update(oracle_accuracy=scores["accuracy"], oracle_f1_macro=scores["f1_macro"])
+        scores = classification_scores(samples.conditions.numpy(), samples.predicted.numpy(), num_classes)
+        row.update({f"oracle_{name}": value for name, value in scores.items()})
     return row
 
 
@@ -213,11 +214,11 @@ def save_grids(samples: Samples, reference: ImageReference, out_dir: Path, per_r
     the real test images)."""
     images = ev.tokens_to_images(samples.tokens, reference.image_shape)
     if samples.conditions is not None:
-        written = [ev.save_grid(images, out_dir / "grid_classes.png", ev.class_rows(samples.conditions, per_row))]
+        written = [save_grid(images, out_dir / "grid_classes.png", class_rows(samples.conditions, per_row))]
     else:
-        written = [ev.save_grid(images, out_dir / "grid_unguided.png")]
+        written = [save_grid(images, out_dir / "grid_unguided.png")]
     real = reference.images()
-    written.append(ev.save_grid(real, out_dir / "grid_real.png", ev.class_rows(reference.labels, per_row)))
+    written.append(save_grid(real, out_dir / "grid_real.png", class_rows(reference.labels, per_row)))
     return written
 
 

@@ -1,6 +1,9 @@
 """Text (LM1B, text8; paper Sec. 5.3, Amazon Polarity): the fluency of samples under a causal LM
-judge (`eval.judge`: generative perplexity, with the unigram entropy and n-gram diversity that
-expose a collapsed sampler; `text_metrics`).
+judge (`eval.judge`: generative perplexity as the paper cuts it at the generator's length, and
+over whole texts beside it), with the unigram entropy, the n-gram diversity (spaCy tokens as the
+paper, judge tokens beside) and MAUVE against as many real texts of the validation split
+(`eval.mauve`; of the samples' target classes when the data has labels) that expose a collapsed
+or incoherent sampler (`discdiff.metrics.text`).
 
 eval gen-ppl writes gen_ppl.csv / .json (one row) and gen_ppl_per_sample.json. The study puts
 how often the evaluation classifier gives the target class (`target_accuracy`, so it needs
@@ -12,14 +15,17 @@ bench/rescore_text_study.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from ...files import write_json
+from ...data.datasets import reference_texts
+from ...metrics.text import evaluate_text_samples, judge_path, load_judge
 from ..samples import Samples
-from ..text_metrics import evaluate_text_samples, judge_path, load_judge
 from .base import Axis, Context, Domain
 
 #: the columns of a study row (the rest of the judge's report is per sample)
-FLUENCY = ("gen_ppl", "mean_sample_ppl", "entropy", "diversity", "num_tokens")
+FLUENCY = ("gen_ppl", "gen_ppl_full", "mean_sample_ppl", "entropy", "diversity", "diversity_judge", "mauve",
+           "mauve_samples", "mauve_references", "num_tokens")
 
 
 class Text(Domain):
@@ -42,7 +48,23 @@ class Text(Domain):
         if self.judge is None:
             raise ValueError("eval gen-ppl needs a judge: eval.judge=NAME (a HuggingFace causal LM, a GGUF file "
                              "or smollm2), not none")
-        return evaluate_text_samples(samples.texts, self.judge, batch_size=self.batch_size, progress=progress)
+        if self.ctx.length is None:
+            raise ValueError("eval gen-ppl cuts samples at the generator's sequence length (data.length), which "
+                             "is not known here: give the run_dir of the model that drew them")
+        references, matched = self._references(samples)
+        result = evaluate_text_samples(samples.texts, self.judge, max_length=self.ctx.length,
+                                       batch_size=self.batch_size, references=references, progress=progress)
+        return result if references is None else {**result, "mauve_references": matched}
+
+    def _references(self, samples: Samples) -> tuple[Optional[list[str]], str]:
+        """MAUVE's real texts (None with eval.mauve=false), one per sample: of its target class
+        when the samples have targets and the data labels (data.label_col), else of any class."""
+        if not self.ctx.cfg.eval.mauve:
+            return None, ""
+        matched = samples.conditions is not None and bool(self.ctx.data.get("label_col"))
+        classes = samples.conditions.tolist() if matched else [None] * len(samples.texts)
+        return (reference_texts(self.ctx.data, classes, self.ctx.length, seed=self.ctx.cfg.seed),
+                "of the target classes" if matched else "of any class")
 
     def evaluate(self, samples: Samples, out_dir: Path, provenance: dict) -> tuple[list[dict], list[Path]]:
         result = self._judged(samples, progress=True)
@@ -54,11 +76,11 @@ class Text(Domain):
         if self.judge is None:
             return {}
         result = self._judged(samples, progress=False)
-        return {k: result[k] for k in FLUENCY}
+        return {k: result[k] for k in FLUENCY if k in result}
 
     def printed(self, rows: list[dict]) -> dict:
         return rows[0]
 
     @property
     def shown(self) -> tuple[str, ...]:
-        return "gen_ppl", "entropy", "diversity"
+        return "gen_ppl", "entropy", "diversity", "mauve"
