@@ -61,3 +61,22 @@ def test_loading_does_not_import_lightning(trained_run):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("vocab_size, chosen, expected", [(40, None, False), (30522, None, True),
+                                                          (30522, False, False), (40, True, True)])
+def test_sampling_precision_follows_the_vocabulary_unless_set(trained_run, monkeypatch, vocab_size, chosen, expected):
+    """sampling.float64=null draws in float64 for word-piece vocabularies (>= 1,000 tokens), float32
+    below; an explicit true / false is kept."""
+    pipe = discdiff.load(trained_run, device="cpu")
+    seen = {}
+
+    def sample(n, steps, **options):
+        seen.update(options)
+        return pipe_sample(n, steps, **options)
+
+    pipe_sample = pipe.lm.sample
+    monkeypatch.setattr(pipe.lm, "sample", sample)
+    monkeypatch.setattr(type(pipe.tokenizer), "vocab_size", property(lambda self: vocab_size))
+    pipe.sample(2, 2, float64=chosen)
+    assert seen["float64"] is expected

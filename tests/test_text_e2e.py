@@ -12,6 +12,8 @@ import pytest
 
 from conftest import SAMPLES
 from discdiff.cli import main
+from discdiff.data.datasets import load_tokens, reference_texts
+from discdiff.loading import stored_config
 
 TEXT = ["data=imdb", f"data.path={SAMPLES['imdb']}", "data.length=32", "model=micro", "model.dropout=0.0",
         "loader.global_batch_size=16", "trainer.progress_bar=false", "trainer.accelerator=cpu", "training.ema=0.9",
@@ -94,3 +96,19 @@ def test_study_sampled_without_judge_is_judged_later(text_runs, tiny_judge_dir, 
     assert [r["target_accuracy"] for r in judged] == [r["target_accuracy"] for r in rows]
     assert all(r["gen_ppl"] > 1 and r["entropy"] >= 0 and r["judge"] == str(tiny_judge_dir) for r in judged)
     assert (study / "guidance_pareto.png").stat().st_size > 5_000
+
+
+def test_mauve_references_are_real_texts_of_the_target_classes(text_runs):
+    """MAUVE's references: one validation review per sample, of its target class, seeded; a class
+    with too few reviews is refused in one line."""
+    data = stored_config(text_runs / "udlm").data
+    references = reference_texts(data, [1, 1, 0], length=8, seed=0)
+    assert len(references) == 3 and all(references) and references == reference_texts(data, [1, 1, 0], 8, seed=0)
+    tokens, tokenizer = load_tokens(data)
+    valid = tokens["valid"]
+    by_class = {k: {tokenizer.decode(valid.ids[valid.offsets[i]:valid.offsets[i + 1]][:8])
+                    for i in range(len(valid)) if valid.labels["label"][i] == k} for k in (0, 1)}
+    assert references[0] in by_class[1] and references[1] in by_class[1] and references[2] in by_class[0]
+    with pytest.raises(ValueError, match="fewer than the 100000 references asked for") as err:
+        reference_texts(data, [1] * 100000, 8)
+    assert "\n" not in str(err.value)

@@ -146,15 +146,16 @@ def reference_texts(cfg: Mapping[str, Any] | DataConfig, classes: Sequence[Optio
     tokens, tokenizer = load_tokens(cfg)
     stored = tokens[split]
     labels = stored.labels.get(cfg.label_col) if cfg.label_col else None
-    rng, chosen = np.random.default_rng(seed), []
+    rng, chosen = np.random.default_rng(seed), [0] * len(classes)
     for k in sorted(set(classes), key=lambda c: -1 if c is None else c):
-        wanted = sum(1 for c in classes if c == k)
+        slots = [j for j, c in enumerate(classes) if c == k]
         if k is not None and labels is None:
             raise ValueError(f"data={cfg.name} has no labels (data.label_col) to draw references of class {k} from")
         pool = np.arange(len(stored)) if k is None else np.flatnonzero(np.asarray(labels) == k)
-        if len(pool) < wanted:
+        if len(pool) < len(slots):
             what = "texts" if k is None else f"texts of class {k}"
             raise ValueError(f"the {split} split of data={cfg.name} has {len(pool)} {what}, fewer than the "
-                             f"{wanted} references asked for")
-        chosen += rng.choice(pool, wanted, replace=False).tolist()
+                             f"{len(slots)} references asked for")
+        for j, i in zip(slots, rng.choice(pool, len(slots), replace=False).tolist()):
+            chosen[j] = i
     return [tokenizer.decode(stored.ids[stored.offsets[i]:stored.offsets[i + 1]][:length]) for i in chosen]
