@@ -158,4 +158,4 @@ def reference_texts(cfg: Mapping[str, Any] | DataConfig, classes: Sequence[Optio
                              f"{len(slots)} references asked for")
         for j, i in zip(slots, rng.choice(pool, len(slots), replace=False).tolist()):
             chosen[j] = i
-    return [tokenizer.decode(stored.ids[stored.offsets[i]:stored.offsets[i + 1]][:length]) for i in chosen]
+    return [tokenizer.decode(stored.text_ids(i)[:length]) for i in chosen]

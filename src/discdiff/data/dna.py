@@ -155,7 +155,7 @@ def real_windows(data_cfg, split: str = "valid") -> dict[int, list[str]]:
     stored = tokens[split]
     found: dict[int, list[str]] = {}
     for k, label in enumerate(stored.labels["species"].tolist()):
-        found.setdefault(int(label), []).append(tokenizer.decode(stored.ids[stored.offsets[k]:stored.offsets[k + 1]]))
+        found.setdefault(int(label), []).append(tokenizer.decode(stored.text_ids(k)))
     return found
 
 

@@ -82,6 +82,10 @@ class Tokens:
         """Number of texts."""
         return len(self.offsets) - 1
 
+    def text_ids(self, i: int) -> np.ndarray:
+        """The ids of text i (its slice of `ids`)."""
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
     def __getstate__(self):
         state = dict(self.__dict__)
         if self.path is not None:  # workers map the file themselves
