@@ -5,7 +5,8 @@ network): the part of a training step that scales with B x L x V.
 
 For the diffusion processes it times `process.training_terms` (what training runs) next to the
 generic path through `predict_x0` + `nelbo_integrand` (`DiscreteProcess.training_terms`) where a
-process overrides it, so the saving shows; for AR, `objectives.autoregressive_nll`.
+process overrides it, so the saving shows; for AR, `objectives.autoregressive_nll` on the given logits.
+The head itself and the chunking over rows are `bench/loss_memory.py`'s.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def main(argv=None) -> int:
         for name, terms in paths:
             runs[f"{type(process).__name__}, {name}"] = \
                 lambda terms=terms, xt=xt: backward(terms(logits, x0, xt, alpha, dalpha)[0].sum())
-    runs["autoregressive_nll"] = lambda: backward(objectives.autoregressive_nll(logits, x0).sum())
+    given = objectives.logits_denoiser(lambda *_: logits)
+    ones = torch.ones(b, n - 1, device=device)
+    runs["autoregressive_nll"] = lambda: backward(objectives.autoregressive_nll(given, x0, weights=ones)[1])
     print(f"loss + backward over logits ({b}, {n}, {v}) on {device}, {torch.get_num_threads()} threads, "
           f"fastest of {args.repeats}:")
     for name, fn in runs.items():

@@ -1,6 +1,7 @@
 """The CPU benchmark scripts run at tiny shapes, so they cannot rot between the sessions that time
 them (figures come from BENCHMARKS.md runs, never from here)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,3 +17,15 @@ def test_long_sequences_runs_both_backbones_at_each_length():
     rows = [line.split("|")[1:3] for line in out.stdout.splitlines() if line.startswith("| d")]
     assert [(name.strip(), length.strip()) for name, length in rows] == [
         ("dimamba", "32"), ("dit", "32"), ("dimamba", "64"), ("dit", "64")]
+
+
+def test_loss_memory_prints_one_line_per_family():
+    out = subprocess.run([sys.executable, str(BENCH / "loss_memory.py"), "--batch", "2", "--length", "8", "--hidden", "16",
+                          "--vocab", "50", "--chunk-mib", "0.0005", "--repeats", "1", "--families", "mdlm,ar"],
+                         capture_output=True, text=True, timeout=300, cwd=BENCH)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["family"] for r in rows] == ["mdlm", "ar"]
+    for r in rows:
+        assert {"peak_mib_plain", "peak_mib_chunked", "ms_plain", "ms_chunked"} <= set(r)
+        assert r["ms_plain"] > 0 and r["ms_chunked"] > 0

@@ -155,7 +155,7 @@ def test_discrete_nelbo_terms_unbiased(kind, V, mask, L, x0, sched_name, kw):
     want = bf.discrete_terms(proc, x0, alphas, sigmas, denoiser)  # (T,)
     i = torch.arange(1, T + 1).repeat_interleave(n)
     torch.manual_seed(123)
-    got = O.discrete_nelbo_terms(process, schedule, denoiser, x0.expand(T * n, L).contiguous(), T, i)
+    got, _ = O.discrete_nelbo_terms(process, schedule, O.logits_denoiser(denoiser), x0.expand(T * n, L).contiguous(), T, i)
     assert got.shape == (T * n,)
     got = got.to(DT).reshape(T, n)
     assert torch.all(torch.isfinite(got)) and torch.all(got >= -1e-5)
@@ -177,7 +177,10 @@ def test_continuous_nelbo_terms_unbiased(kind, V, mask, L, x0, sched_name, kw):
     )
     t = ts.repeat_interleave(n).float()
     torch.manual_seed(321)
-    out = O.continuous_nelbo_terms(process, schedule, denoiser, x0.expand(t.numel(), L).contiguous(), t)
+    x0s = x0.expand(t.numel(), L).contiguous()
+    out = O.continuous_nelbo_terms(process, schedule, O.logits_denoiser(denoiser), x0s, t)
+    out["recon"] = O.reconstruction_nll(process, schedule, O.logits_denoiser(denoiser), x0s)[0]
+    out["prior"] = O.prior_term(process, schedule, x0s)
     for key in ("diffusion", "recon", "prior"):
         assert out[key].shape == (t.numel(),), key
     d = out["diffusion"].to(DT).reshape(len(ts), n)
@@ -201,7 +204,7 @@ def test_reconstruction_nll_unbiased(kind, V, mask, L, x0):
     want = bf.reconstruction(proc, x0, a0, 0.3, denoiser)
     n = 20000
     torch.manual_seed(7)
-    got = O.reconstruction_nll(process, schedule, denoiser, x0.expand(n, L).contiguous()).to(DT)
+    got = O.reconstruction_nll(process, schedule, O.logits_denoiser(denoiser), x0.expand(n, L).contiguous())[0].to(DT)
     assert got.shape == (n,)
     mean, se = got.mean().item(), got.std().item() / math.sqrt(n)
     assert abs(mean - want) <= 5 * se + 1e-4 * want, (mean, want, se)
@@ -210,8 +213,8 @@ def test_reconstruction_nll_unbiased(kind, V, mask, L, x0):
 @pytest.mark.parametrize("kind", ["absorbing", "uniform"])
 def test_reconstruction_nll_zero_when_alpha0_is_one(kind):
     process, proc, schedule, denoiser, x0 = _setup(kind, 4, 3 if kind == "absorbing" else None, 3, [0, 1, 2], "loglinear", dict(eps=0.0))
-    got = O.reconstruction_nll(process, schedule, denoiser, x0.expand(5, 3).contiguous())
-    assert got.shape == (5,) and torch.all(got == 0)
+    got, loss = O.reconstruction_nll(process, schedule, O.logits_denoiser(denoiser), x0.expand(5, 3).contiguous())
+    assert got.shape == (5,) and torch.all(got == 0) and loss == 0
     assert bf.reconstruction(proc, x0, 1.0, 0.0, denoiser) == 0.0
 
 
@@ -225,7 +228,7 @@ def test_denoiser_receives_sigma_of_t():
         return torch.zeros(*xt.shape, 4)
 
     t = torch.tensor([0.1, 0.5, 0.9])
-    O.continuous_nelbo_terms(process, schedule, denoiser, x0.expand(3, 2).contiguous(), t)
+    O.continuous_nelbo_terms(process, schedule, O.logits_denoiser(denoiser), x0.expand(3, 2).contiguous(), t)
     assert any(s.shape == (3,) and torch.allclose(s.double(), schedule.sigma(t.double()), rtol=1e-5) for s in seen)
 
 

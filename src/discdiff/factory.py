@@ -98,7 +98,7 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
     if num_classes == "from data":
         num_classes = label_classes(cfg)
     conditioning = conditioning or cfg.model.get("conditioning") or "silu_sum"
-    common = {"loss_on_pad": bool(t.loss_on_pad), "num_classes": num_classes}
+    common = {"loss_on_pad": bool(t.loss_on_pad), "num_classes": num_classes, "head_chunk_mib": t.head_chunk_mib}
     backbone = partial(_backbone, cfg, vocab_size, num_classes=num_classes, conditioning=conditioning)
     if cfg.parameterization == "ar":
         return AutoregressiveLM(backbone(causal=True), cfg.data.length, bos_id, **common)

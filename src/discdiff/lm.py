@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import objectives
+from .models.fused_head import RowTerms
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
 from .sampling import SampleOutput, sample, sample_autoregressive
 from .schedules import NoiseSchedule
@@ -41,9 +42,11 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
 
     family: str  # "diffusion" | "autoregressive": which guidance strategies apply
 
-    def __init__(self, backbone: nn.Module, *, loss_on_pad: bool = True, num_classes: Optional[int] = None):
+    def __init__(self, backbone: nn.Module, *, loss_on_pad: bool = True, num_classes: Optional[int] = None,
+                 head_chunk_mib: Optional[float] = None):
         super().__init__()
         self.backbone = backbone
+        self.head_chunk_mib = head_chunk_mib  # the loss's chunks of head rows (`training.head_chunk_mib`)
         self.loss_on_pad = loss_on_pad
         self.num_classes = num_classes  # conditional models: labels 0..num_classes-1, num_classes = null
 
@@ -56,9 +59,13 @@ class LanguageModel(nn.Module, metaclass=ABCMeta):
         """The tokens a reported likelihood counts (B, L): real tokens only, unless include_padding."""
         return None if include_padding else batch["attention_mask"]
 
-    def denoiser(self, xt, sigma, cond=None, return_hidden: bool = False):
-        """Logits (B, L, V) (and the last hidden states (B, L, D) with return_hidden)."""
-        return self.backbone(xt, self.network_sigma(sigma), cond, return_hidden=return_hidden)
+    def denoiser(self, xt, sigma, cond=None, return_hidden: bool = False, terms: Optional[RowTerms] = None):
+        """Logits (B, L, V) (and the last hidden states (B, L, D) with return_hidden); with `terms`
+        the loss terms of each position instead, (loss, terms (B, L, k)), from the head's rows in
+        chunks of `head_chunk_mib` (`models.fused_head`)."""
+        if terms is not None:
+            terms = terms.with_chunk_mib(self.head_chunk_mib)
+        return self.backbone(xt, self.network_sigma(sigma), cond, return_hidden=return_hidden, terms=terms)
 
     def network_sigma(self, sigma):
         """The time input the backbone reads for noise level sigma (B,)."""
@@ -95,6 +102,12 @@ def _count(x0, token_mask):
     return token_mask.sum().float()
 
 
+def _scale(x0, token_mask, count) -> torch.Tensor:
+    """d loss / d per-position term (B, L) of the mean over trained tokens: mask / count."""
+    mask = torch.ones(x0.shape, device=x0.device) if token_mask is None else token_mask.float()
+    return mask / count
+
+
 def _sum(per_position: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Total over a batch of per-position values (B, L) under an optional 0/1 mask (B, L)."""
     return (per_position if mask is None else per_position * mask.to(per_position.dtype)).sum()
@@ -112,8 +125,8 @@ class DiffusionLM(LanguageModel):
                  T: int = 0, time_conditioning: bool = True, antithetic_sampling: bool = True,
                  importance_sampling: bool = False, change_of_variables: bool = False,
                  sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
-                 loss_on_pad: bool = True, num_classes: Optional[int] = None):
-        super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes)
+                 loss_on_pad: bool = True, num_classes: Optional[int] = None, head_chunk_mib: Optional[float] = None):
+        super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes, head_chunk_mib=head_chunk_mib)
         self.process, self.schedule, self.length = process, schedule, length
         self.T, self.time_conditioning = T, time_conditioning
         self.antithetic_sampling, self.sampling_eps = antithetic_sampling, sampling_eps
@@ -122,26 +135,45 @@ class DiffusionLM(LanguageModel):
         self.change_of_variables = change_of_variables
         self.zero_recon_loss, self.use_simple_ce_loss = zero_recon_loss, use_simple_ce_loss
 
-    def nelbo_terms(self, x0, cond=None) -> dict[str, torch.Tensor]:
+    def nelbo_terms(self, x0, cond=None, loss_scale: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """One-sample NELBO terms per position (B, L) at random times (diffusion, recon, prior and
-        their sum nelbo; continuous time also gives log_lik, log x_theta(x0) (B, L))."""
+        their sum nelbo; continuous time also gives log_lik, log x_theta(x0) (B, L)), detached,
+        and `loss`: the training loss sum_l loss_scale_l * term_l with the network's gradient, for
+        loss_scale (B, L) = d loss / d term (the trained positions over their count), where the
+        term is the NELBO, or -log_lik under `use_simple_ce_loss` (no loss_scale: a zero loss)."""
         b, device = x0.shape[0], x0.device
         common = dict(cond=cond, reduce=False)
+        scale = None if loss_scale is None else loss_scale[..., None]
         if self.T > 0:
             i = torch.randint(1, self.T + 1, (b,), device=device)
-            diffusion = self.T * objectives.discrete_nelbo_terms(self.process, self.schedule, self.denoiser, x0,
-                                                                 self.T, i, **common)
-            terms = {"diffusion": diffusion,
-                     "recon": objectives.reconstruction_nll(self.process, self.schedule, self.denoiser, x0, **common),
-                     "prior": objectives.prior_term(self.process, self.schedule, x0, reduce=False)}
+            kl, diffusion_loss = objectives.discrete_nelbo_terms(
+                self.process, self.schedule, self.denoiser, x0, self.T, i,
+                weights=None if scale is None else self.T * scale, **common)
+            terms = {"diffusion": self.T * kl}
         else:
             t, weight = self.draw_times(b, device)
-            terms = objectives.continuous_nelbo_terms(self.process, self.schedule, self.denoiser, x0, t, **common)
+            weights = None if scale is None else self._continuous_weights(scale, weight)
+            terms = objectives.continuous_nelbo_terms(self.process, self.schedule, self.denoiser, x0, t,
+                                                      weights=weights, **common)
+            diffusion_loss = terms.pop("loss")
             terms["diffusion"] = terms["diffusion"] * weight[:, None]
+        recon_weights = None if scale is None or self.zero_recon_loss or self.use_simple_ce_loss else scale
+        terms["recon"], recon_loss = objectives.reconstruction_nll(self.process, self.schedule, self.denoiser, x0,
+                                                                    weights=recon_weights, **common)
         if self.zero_recon_loss:
             terms["recon"] = torch.zeros_like(terms["recon"])
+        terms["prior"] = objectives.prior_term(self.process, self.schedule, x0, reduce=False)
         terms["nelbo"] = terms["diffusion"] + terms["recon"] + terms["prior"]
+        prior_loss = 0 if loss_scale is None or self.use_simple_ce_loss else (terms["prior"] * loss_scale).sum()
+        terms["loss"] = diffusion_loss + recon_loss + prior_loss
         return terms
+
+    def _continuous_weights(self, scale: torch.Tensor, time_weight: torch.Tensor) -> torch.Tensor:
+        """d loss / d (integrand, log_lik) (B, L, 2): the time-weighted integrand of the NELBO, or
+        -log_lik (the simple cross-entropy)."""
+        if self.use_simple_ce_loss:
+            return torch.cat([torch.zeros_like(scale), -scale], dim=-1)
+        return torch.cat([scale * time_weight[:, None, None], torch.zeros_like(scale)], dim=-1)
 
     def network_sigma(self, sigma):
         """sigma (B,), or under the change of variables the importance coordinate u(alpha) in [0, 1]."""
@@ -165,13 +197,10 @@ class DiffusionLM(LanguageModel):
 
     def loss(self, batch, cond=None, include_padding: bool = False) -> LossOutput:
         x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, include_padding)
-        terms = self.nelbo_terms(x0, cond)
         count = _count(x0, trained)
-        per_position = objectives.simple_ce(terms["log_lik"], reduce=False) if self.use_simple_ce_loss \
-            else terms["nelbo"]
-        logged = {k: _sum(terms[k].detach(), trained) / count for k in ("diffusion", "recon", "prior", "nelbo")}
-        return LossOutput(_sum(per_position, trained) / count, _sum(terms["nelbo"].detach(), counted),
-                          _count(x0, counted), logged)
+        terms = self.nelbo_terms(x0, cond, loss_scale=_scale(x0, trained, count))
+        logged = {k: _sum(terms[k], trained) / count for k in ("diffusion", "recon", "prior", "nelbo")}
+        return LossOutput(terms["loss"], _sum(terms["nelbo"], counted), _count(x0, counted), logged)
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:
@@ -204,8 +233,8 @@ class AutoregressiveLM(LanguageModel):
     family = "autoregressive"
 
     def __init__(self, backbone, length: int, bos_id: int, *, loss_on_pad: bool = True,
-                 num_classes: Optional[int] = None):
-        super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes)
+                 num_classes: Optional[int] = None, head_chunk_mib: Optional[float] = None):
+        super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes, head_chunk_mib=head_chunk_mib)
         self.length, self.bos_id = length, bos_id
 
     def corrupt(self, x0):
@@ -214,16 +243,16 @@ class AutoregressiveLM(LanguageModel):
 
     def loss(self, batch, cond=None, include_padding: bool = False) -> LossOutput:
         x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, include_padding)
-        nll = objectives.autoregressive_nll(self.backbone(x0, None, cond), x0, reduce=False)  # (B, L - 1)
         trained, counted = (None if m is None else m[:, 1:] for m in (trained, counted))
         count = _count(x0[:, 1:], trained)
-        return LossOutput(_sum(nll, trained) / count, _sum(nll.detach(), counted), _count(x0[:, 1:], counted),
-                          {"nelbo": _sum(nll.detach(), trained) / count})
+        nll, loss = objectives.autoregressive_nll(self.denoiser, x0, cond, reduce=False,
+                                                  weights=_scale(x0[:, 1:], trained, count))  # (B, L - 1)
+        return LossOutput(loss, _sum(nll, counted), _count(x0[:, 1:], counted), {"nelbo": _sum(nll, trained) / count})
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:
         """Exact negative log-likelihood per sequence in nats (B,)."""
-        return objectives.autoregressive_nll(self.backbone(x0, None, cond), x0, token_mask)
+        return objectives.autoregressive_nll(self.denoiser, x0, cond, token_mask)[0]
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, guidance=None,

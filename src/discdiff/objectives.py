@@ -1,11 +1,15 @@
 """Training objectives: negative evidence lower bounds (NELBOs) and the AR cross-entropy.
 
-Every function takes the denoiser as a plain callable `denoiser(xt, sigma, cond) -> logits
-(B, L, V)` with sigma (B,) = schedule.sigma(t), so the objectives depend on no network. Per-sequence
-results are sums over positions (B,), optionally restricted by a `token_mask` (B, L) (e.g. to
-leave padding out of the loss); with `reduce=False` they are the per-position values (B, L), so a
-caller can sum one forward pass's terms under several masks (the loss with padding, the
-reported likelihood without).
+Every function takes the denoiser as a callable with sigma (B,) = schedule.sigma(t) and hands it
+its per-position terms as a `RowTerms` (`Denoiser`): the network applies its output head and the
+terms to chunks of rows, so no (B, L, V) tensor of logits or their gradients exists in training
+(`models.fused_head`); `logits_denoiser` adapts any plain logits function. Per-sequence results
+are sums over positions (B,), optionally restricted by a `token_mask` (B, L) (e.g. to leave
+padding out of the loss); with `reduce=False` they are the per-position values (B, L), so a
+caller can sum one forward pass's terms under several masks (the loss with padding, the reported
+likelihood without). The values are detached: the gradient travels in the `loss` each function
+returns, sum(weights * terms) for the caller's weights (B, L, k) = d loss / d term, formed chunk
+by chunk in the forward pass.
 
 Continuous time (T = 0; MDLM Eq. 10, UDLM Eq. 18):
     NELBO(x0) = R + int_0^1 E_{x_t ~ q(.|x0)}[ sum_l integrand_l(t) ] dt + KL(q(x_1|x0) || pi)
@@ -17,15 +21,22 @@ is exactly the model of the sampler's last step; it is 0 when alpha(0) = 1.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from functools import partial
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .models.fused_head import RowTerms
 from .processes import DiscreteProcess
+from .processes.base import as_alpha
 from .schedules import NoiseSchedule
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+#: `denoiser(x_t, sigma, cond) -> logits (B, L, V)` (what samplers call) and
+#: `denoiser(x_t, sigma, cond, terms=RowTerms(...)) -> (loss, terms (B, L, k))` (what the objectives
+#: call): `LanguageModel.denoiser`, a backbone's forward, or `logits_denoiser` around a plain
+#: logits function
+Denoiser = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 
 def _masked_sum(per_token: torch.Tensor, token_mask: torch.Tensor | None, reduce: bool = True) -> torch.Tensor:
@@ -93,24 +104,39 @@ def predict(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoise
     return process.predict_x0(denoiser(xt, schedule.sigma(t), cond), xt)
 
 
+def logits_denoiser(logits_fn: Callable) -> Denoiser:
+    """A denoiser of the objectives' protocol from a plain `logits_fn(x_t, sigma, cond) -> logits
+    (B, L, V)`: with `terms` it evaluates them on the full logits (`RowTerms.of_logits`)."""
+    def denoiser(xt, sigma, cond=None, terms: RowTerms | None = None):
+        logits = logits_fn(xt, sigma, cond)
+        return logits if terms is None else terms.of_logits(logits)
+    return denoiser
+
+
+def per_position(alpha: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """A noise level per sequence (B,) (or anything `as_alpha` takes) as one per position (B, L)."""
+    return as_alpha(alpha, x0).squeeze(-1).expand(x0.shape)
+
+
 def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser,
                            x0: torch.Tensor, t: torch.Tensor, cond=None, token_mask=None,
-                           generator=None, reduce: bool = True) -> dict[str, torch.Tensor]:
-    """One-sample estimate of the continuous-time NELBO terms at times t (B,).
+                           generator=None, reduce: bool = True, weights=None) -> dict[str, torch.Tensor]:
+    """One-sample estimate of the continuous-time NELBO's diffusion term at times t (B,).
 
     Returns `diffusion` (B,) = sum_l integrand_l(t) for one x_t ~ q(x_t | x0) (its expectation over
-    t ~ U[0, 1] is the diffusion term), `recon` (B,) and `prior` (B,), and `log_lik` (B, L), the
-    prediction's log x_theta(x0) (for `simple_ce`).
+    t ~ U[0, 1] is the diffusion term), `log_lik` (B, L), the prediction's log x_theta(x0) (for
+    `simple_ce`), and `loss` = sum(weights * (integrand, log_lik)) for weights (B, L, 2) = the
+    caller's d loss / d term, with the network's gradient (0 without weights). Both terms come
+    from the head's rows in chunks (`fused_head`); the positions the process's terms never read
+    (`rows_reading_logits`) skip the head.
     """
     alpha, dalpha = schedule(t)
     xt = process.sample_xt(x0, alpha, generator)
-    integrand, log_lik = process.training_terms(denoiser(xt, schedule.sigma(t), cond), x0, xt, alpha, dalpha)
-    return {
-        "diffusion": _masked_sum(integrand, token_mask, reduce),
-        "recon": reconstruction_nll(process, schedule, denoiser, x0, cond, token_mask, generator, reduce),
-        "prior": prior_term(process, schedule, x0, token_mask, reduce),
-        "log_lik": log_lik,
-    }
+    terms = RowTerms(process.training_terms, (x0, xt, per_position(alpha, x0), per_position(dalpha, x0)),
+                     weights, process.rows_reading_logits(xt))
+    loss, values = denoiser(xt, schedule.sigma(t), cond, terms=terms)
+    integrand, log_lik = values.unbind(-1)
+    return {"diffusion": _masked_sum(integrand, token_mask, reduce), "log_lik": log_lik, "loss": loss}
 
 
 def prior_term(process, schedule, x0, token_mask=None, reduce: bool = True) -> torch.Tensor:
@@ -120,33 +146,52 @@ def prior_term(process, schedule, x0, token_mask=None, reduce: bool = True) -> t
 
 
 def reconstruction_nll(process, schedule, denoiser, x0, cond=None, token_mask=None, generator=None,
-                       reduce: bool = True):
-    """R = -log q(x0 | x, x_theta(x, 0), alpha_s = 1, alpha_t = alpha(0)) for one x ~ q(.|x0, alpha(0)),
-    summed over positions (B,). Skips the network when alpha(0) = 1 (then R = 0 exactly)."""
+                       reduce: bool = True, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, loss): R = -log q(x0 | x, x_theta(x, 0), alpha_s = 1, alpha_t = alpha(0)) for one
+    x ~ q(.|x0, alpha(0)), summed over positions (B,), and loss = sum(weights * R_l) for weights
+    (B, L, 1). Skips the network when alpha(0) = 1 (then R = 0 exactly)."""
     t0 = torch.zeros(x0.shape[0], device=x0.device)
     alpha_0 = schedule.alpha(t0)
     if bool((alpha_0 >= 1).all()):
-        return torch.zeros(x0.shape if not reduce else x0.shape[:1], device=x0.device)
+        zero = torch.zeros(x0.shape if not reduce else x0.shape[:1], device=x0.device)
+        return zero, torch.zeros((), device=x0.device)
     x = process.sample_xt(x0, alpha_0, generator)
-    x_theta = predict(process, schedule, denoiser, x, t0, cond).exp()
+    terms = RowTerms(partial(_reconstruction_rows, process), (x0, x, per_position(alpha_0, x0)), weights,
+                     process.rows_reading_logits(x))
+    loss, nll = denoiser(x, schedule.sigma(t0), cond, terms=terms)
+    return _masked_sum(nll[..., 0], token_mask, reduce), loss
+
+
+def _reconstruction_rows(process, logits, x0, x, alpha_0):
+    """-log q(x0 | x, x_theta) of the sampler's last step (alpha_s = 1), per row."""
+    x_theta = process.predict_x0(logits, x).exp()
     last_step = process.posterior(x_theta, x, torch.ones_like(alpha_0), alpha_0)
-    nll = -torch.log(last_step.gather(-1, x0[..., None]).squeeze(-1).clamp_min(1e-30))
-    return _masked_sum(nll, token_mask, reduce)
+    return (-torch.log(last_step.gather(-1, x0[..., None]).squeeze(-1).clamp_min(1e-30)),)
 
 
 def discrete_nelbo_terms(process, schedule, denoiser, x0, T: int, i: torch.Tensor, cond=None,
-                         token_mask=None, generator=None, reduce: bool = True) -> torch.Tensor:
-    """KL(q(x_s | x_t, x0) || q(x_s | x_t, x_theta)) summed over positions (B,), for step indices
-    i (B,) in {1..T}: t = i / T, s = (i - 1) / T, one x_t ~ q(x_t | x0). T times its mean over
-    i ~ U{1..T} estimates the sum of the T diffusion KL terms."""
+                         token_mask=None, generator=None, reduce: bool = True,
+                         weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(KL, loss): KL(q(x_s | x_t, x0) || q(x_s | x_t, x_theta)) summed over positions (B,), for
+    step indices i (B,) in {1..T}: t = i / T, s = (i - 1) / T, one x_t ~ q(x_t | x0); loss =
+    sum(weights * KL_l) for weights (B, L, 1). T times the KL's mean over i ~ U{1..T} estimates
+    the sum of the T diffusion KL terms."""
     t, s = i.float() / T, (i.float() - 1) / T
     alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
     xt = process.sample_xt(x0, alpha_t, generator)
-    x_theta = predict(process, schedule, denoiser, xt, t, cond).exp()
+    terms = RowTerms(partial(_discrete_kl_rows, process), (x0, xt, per_position(alpha_s, x0),
+                                                          per_position(alpha_t, x0)),
+                     weights, process.rows_reading_logits(xt))
+    loss, kl = denoiser(xt, schedule.sigma(t), cond, terms=terms)
+    return _masked_sum(kl[..., 0], token_mask, reduce), loss
+
+
+def _discrete_kl_rows(process, logits, x0, xt, alpha_s, alpha_t):
+    """KL(q(x_s | x_t, x0) || q(x_s | x_t, x_theta)) per row."""
+    x_theta = process.predict_x0(logits, xt).exp()
     q_true = process.posterior(x0, xt, alpha_s, alpha_t)
     q_model = process.posterior(x_theta, xt, alpha_s, alpha_t)
-    kl = torch.xlogy(q_true, q_true) - torch.xlogy(q_true, q_model.clamp_min(1e-30))
-    return _masked_sum(kl.sum(-1), token_mask, reduce)
+    return ((torch.xlogy(q_true, q_true) - torch.xlogy(q_true, q_model.clamp_min(1e-30))).sum(-1),)
 
 
 def simple_ce(log_lik: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
@@ -155,10 +200,22 @@ def simple_ce(log_lik: torch.Tensor, token_mask=None, reduce: bool = True) -> to
     return _masked_sum(-log_lik, token_mask, reduce)
 
 
-def autoregressive_nll(logits: torch.Tensor, x0: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
-    """Next-token cross-entropy (B,): logits (B, L, V) at position l predict x0 at l + 1.
-    The first token (bos) is given, so L - 1 tokens are scored (reduce=False: (B, L - 1))."""
-    nll = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), x0[:, 1:].flatten(), reduction="none")
-    nll = nll.view(x0.shape[0], -1)  # rows of V stay contiguous: no transposed copy of (B, L, V)
+def autoregressive_nll(network: Denoiser, x0: torch.Tensor, cond=None, token_mask=None, reduce: bool = True,
+                       weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(NLL, loss): next-token cross-entropy (B,) of a causal network, whose logits at position l
+    predict x0 at l + 1. The first token (bos) is given, so L - 1 tokens are scored (reduce=False:
+    (B, L - 1)); loss = sum(weights * NLL_l) for weights (B, L - 1). The last position predicts
+    nothing and skips the head."""
+    scored = torch.ones_like(x0, dtype=torch.bool)
+    scored[:, -1] = False
+    targets = torch.cat([x0[:, 1:], x0[:, -1:]], dim=1)  # position l holds x0[l + 1]
+    if weights is not None:
+        weights = F.pad(weights, (0, 1))[..., None]
+    loss, nll = network(x0, None, cond, terms=RowTerms(_next_token_nll, (targets,), weights, scored))
     mask = None if token_mask is None else token_mask[:, 1:]
-    return _masked_sum(nll, mask, reduce)
+    return _masked_sum(nll[:, :-1, 0], mask, reduce), loss
+
+
+def _next_token_nll(logits, targets):
+    """-log softmax(logits)[target] per row."""
+    return (F.cross_entropy(logits[0].float(), targets[0], reduction="none")[None],)

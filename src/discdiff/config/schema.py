@@ -232,6 +232,10 @@ class Training(Section):
     sampling_eps: OpenUnitFloat = Field(description="training times t ~ U[eps, 1]")
     use_simple_ce_loss: bool = Field(description="plain cross-entropy on x0 instead of the NELBO")
     loss_on_pad: bool = Field(description="train on padding tokens too (false leaves them out of the loss)")
+    head_chunk_mib: Optional[NonNegativeFloat] = Field(
+        description="the loss runs the output head over chunks of positions, each chunk's fp32 logits "
+                    "at most this many MiB (no (B, L, V) tensor in full); null: 256 on a GPU, 32 on the CPU; "
+                    "0: all positions at once")
     guidance: TrainingGuidance
 
 

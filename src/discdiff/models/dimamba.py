@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .fused_head import RowTerms
 from .layers import ConditionedBackbone, FinalLayer, ScaledLayerNorm, size_spec
 
 try:
@@ -287,13 +288,16 @@ class DiMamba(ConditionedBackbone):
                                self.d_conv, max_length or self.length, device or p.device, dtype or p.dtype)
 
     def forward(self, x=None, sigma=None, cond=None, *, inputs_embeds=None,
-                return_hidden: bool = False, kv_cache: MambaStateCache | None = None):
+                return_hidden: bool = False, kv_cache: MambaStateCache | None = None,
+                terms: RowTerms | None = None):
         """Logits (B, L, V), or (logits, last hidden states (B, L, D)) with ``return_hidden``.
 
         x: (B, L) token ids or (B, L, V) token distributions, or ``inputs_embeds`` (B, L, D).
         sigma: (B,) noise level or None; cond: (B,) class ids or None.
         kv_cache: causal decoding; x holds only the n new positions, which continue the cached
             states, and logits for them alone are returned.
+        terms: a loss's per-position terms (`fused_head.RowTerms`): returns (loss, terms (B, L, k))
+            computed from the head's rows in chunks, instead of logits.
         """
         h = self._input(x, inputs_embeds)
         B, L, _ = h.shape
@@ -306,7 +310,7 @@ class DiMamba(ConditionedBackbone):
             h = block(h, c, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(L)
-        return self.outputs(h, c, return_hidden)
+        return self.outputs(h, c, return_hidden, terms)
 
 
 def build_dimamba(size_or_dict, vocab_size: int, length: int, *, causal: bool = False,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fused_head import RowTerms
 from .layers import ConditionedBackbone, DiTBlock, FinalLayer, Rotary, size_spec
 
 #: Named backbone sizes; ``micro`` is sized for CPU demos and tests.
@@ -156,7 +157,7 @@ class DiT(ConditionedBackbone):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x=None, sigma=None, cond=None, *, inputs_embeds=None,
-                return_hidden=False, kv_cache: KVCache | None = None):
+                return_hidden=False, kv_cache: KVCache | None = None, terms: RowTerms | None = None):
         """Logits (B, L, V) in the compute dtype.
 
         x: (B, L) token ids or (B, L, V) token distributions, or ``inputs_embeds`` (B, L, D) instead.
@@ -164,6 +165,8 @@ class DiT(ConditionedBackbone):
         return_hidden: also return the last hidden state (B, L, D) before the head.
         kv_cache: causal decoding; x holds only the n new positions, which are
             appended to the cache, and logits for them alone are returned.
+        terms: a loss's per-position terms (`fused_head.RowTerms`): returns (loss, terms (B, L, k))
+            computed from the head's rows in chunks, instead of logits.
         """
         h = self._input(x, inputs_embeds)
         B, L, _ = h.shape
@@ -178,7 +181,7 @@ class DiT(ConditionedBackbone):
             h = block(h, c, cos, sin, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(L)
-        return self.outputs(h, c, return_hidden)
+        return self.outputs(h, c, return_hidden, terms)
 
 
 # -------------------------------------------------------------------- helpers

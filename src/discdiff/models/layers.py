@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_head import RowTerms
+
 
 def _autocast_off(device_type: str):
     return torch.autocast(device_type=device_type, enabled=False)
@@ -180,10 +182,14 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def features(self, h, c):
+        """What the linear map reads: LN(h) * (1 + scale) + shift (B, L, D), for c (B, C)."""
+        shift, scale = self.modulation(c).chunk(2, dim=-1)
+        return self.norm(h, shift, scale)
+
     def forward(self, h, c):
         """h: (B, L, D); c: (B, C) activated conditioning -> logits (B, L, V)."""
-        shift, scale = self.modulation(c).chunk(2, dim=-1)
-        return self.linear(self.norm(h, shift, scale))
+        return self.linear(self.features(h, c))
 
 
 def size_spec(size_or_dict, sizes: dict[str, dict], *, keys: set[str], required: set[str] = frozenset(),
@@ -225,7 +231,7 @@ class ConditionedBackbone(nn.Module):
     time, label), builds its body and ``self.final`` (a `FinalLayer` over its last hidden states of
     width ``hidden_size``), then calls ``self._init_embeddings()``; its forward maps
     ``self._input(x, inputs_embeds)`` and ``self.conditioning(...)`` through the body to
-    ``self.output_logits(h, c)``.
+    ``self.outputs(h, c, return_hidden, terms)``.
     """
 
     def __init__(self, vocab_size: int, length: int, hidden_size: int, cond_dim: int, *,
@@ -299,9 +305,12 @@ class ConditionedBackbone(nn.Module):
         """Last hidden states (B, L, D) and conditioning (B, C) -> logits (B, L, V)."""
         return self.final(hidden, c)
 
-    def outputs(self, hidden: torch.Tensor, c: torch.Tensor, return_hidden: bool):
+    def outputs(self, hidden: torch.Tensor, c: torch.Tensor, return_hidden: bool, terms: RowTerms | None = None):
         """What forward returns: logits (B, L, V), with the last hidden states (B, L, D) when
-        `return_hidden`."""
+        `return_hidden`; or with `terms` a loss's per-position terms instead of logits,
+        (loss, terms (B, L, k)), computed in chunks of rows (`fused_head`)."""
+        if terms is not None:
+            return terms.of_features(self.final.features(hidden, c), self.final.linear)
         logits = self.output_logits(hidden, c)
         return (logits, hidden) if return_hidden else logits
 

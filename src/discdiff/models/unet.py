@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_head import RowTerms
 from .layers import ConditionedBackbone, FinalLayer, size_spec
 
 #: Named UNet sizes: ``micro`` for CPU tests (8x8 and 28x28 grey images), ``small`` for the CPU
@@ -281,13 +282,15 @@ class UNet(ConditionedBackbone):
         return features.reshape(B, C, self.hidden_size, H, W).permute(0, 1, 3, 4, 2).reshape(B, self.length, -1)
 
     def forward(self, x=None, sigma=None, cond=None, *, inputs_embeds=None, return_hidden: bool = False,
-                kv_cache=None):
+                kv_cache=None, terms: RowTerms | None = None):
         """Logits (B, L, V) in token order (module docstring).
 
         x: (B, L) token ids or (B, L, V) token distributions, or ``inputs_embeds`` (B, L, E) instead.
         sigma: (B,) noise level or None; cond: (B,) class ids or None.
         return_hidden: also return the last hidden states (B, L, D) the head reads.
         kv_cache: must be None (a UNet decodes no prefix).
+        terms: a loss's per-position terms (`fused_head.RowTerms`): returns (loss, terms (B, L, k))
+            computed from the head's rows in chunks, instead of logits.
         """
         if kv_cache is not None:
             raise ValueError("a UNet has no KV cache (not causal)")
@@ -300,7 +303,7 @@ class UNet(ConditionedBackbone):
         h = self.middle_res(self.middle(h, c), c)
         for level in self.up:
             h = level(h, c, skips)
-        return self.outputs(self.to_tokens(self.out(h)), c, return_hidden)
+        return self.outputs(self.to_tokens(self.out(h)), c, return_hidden, terms)
 
 
 def build_unet(size_or_dict, vocab_size: int, length: int, image_shape: tuple[int, int, int], *,

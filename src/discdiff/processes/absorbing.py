@@ -92,6 +92,12 @@ class AbsorbingProcess(DiscreteProcess):
         log_lik = torch.where(xt == self.mask_index, log_lik, torch.zeros_like(log_lik))
         return self._weighted_nll(-log_lik, xt, alpha, dalpha), log_lik
 
+    def rows_reading_logits(self, xt):
+        """Under SUBS (carry-over) only the masked positions: an unmasked one is carried over, so
+        its integrand, log x_theta(x0), KL and reconstruction term are 0 whatever the logits
+        (about half the positions on average over t)."""
+        return xt == self.mask_index if self.carry_over else None
+
     def prior_kl(self, x0, alpha_1):
         """KL(q(x_1 | x0) || all-mask) per position.
 

@@ -128,6 +128,12 @@ class DiscreteProcess(ABC):
         log_lik = log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
         return self.nelbo_integrand(log_x_theta, x0, xt, alpha, dalpha), log_lik
 
+    def rows_reading_logits(self, xt: torch.Tensor) -> torch.Tensor | None:
+        """Positions (B, L) whose training terms (NELBO integrand, log x_theta(x0), D3PM KL,
+        reconstruction) depend on the network's output; the others are exactly 0 and may skip the
+        head. None: every position (this default)."""
+        return None
+
     @abstractmethod
     def prior_kl(self, x0: torch.Tensor, alpha_1) -> torch.Tensor:
         """KL(q(x_1 | x0) || pi) per position (B, L)."""
