@@ -373,3 +373,25 @@ def test_generic_tempered_step_is_what_the_fast_one_replaces(kind):
     generic = DiscreteProcess.sample_tempered(process, logits, 2.0, xt, a_s, a_t, generator=g)
     f, b = (torch.bincount(x[:, 0], minlength=5).double() / n for x in (fast, generic))
     assert torch.allclose(f, b, atol=0.015), (f, b)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_compiled_guided_step_draws_what_the_eager_step_draws(kind):
+    """`compile_sampling` (the reductions and the redrawn rows' draw, the latter with dynamic row
+    counts) leaves every D-CFG draw as the eager step makes it from the same random numbers, over
+    steps that redraw different numbers of rows. The CPU runs the tracing backend (aot_eager);
+    bench/gpu_suite.py runs inductor on the GPU."""
+    V, B, L = 23, 4, 16
+    make = (lambda: UniformProcess(V)) if kind == "uniform" else (lambda: AbsorbingProcess(V, V - 1))
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(2, B, L, V, generator=g)
+    xt = torch.randint(V - 1, (B, L), generator=g)
+    if kind == "absorbing":
+        xt = xt.masked_fill(torch.rand(B, L, generator=g) < 0.6, V - 1)
+    eager, compiled = make(), make()
+    compiled.compile_sampling(backend="aot_eager")
+    for step, (s, t) in enumerate([(0.6, 0.4), (0.5, 0.45), (0.9, 0.2)]):
+        draws = [p.sample_tempered(logits, 2.0, xt, torch.full((B,), s), torch.full((B,), t),
+                                   torch.Generator().manual_seed(step)) for p in (eager, compiled)]
+        assert torch.equal(*draws), step
+        assert draws[0].ne(xt).any()

@@ -13,14 +13,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw
 
 
 class AbsorbingProcess(DiscreteProcess):
     """Masking process over a vocabulary of `vocab_size` ids of which `mask_index` is the mask."""
 
     uses_mask = True
-    compilable = ("tempered_log_mass",)
+    compilable = ("tempered_log_mass", "tempered_draw")
+    compilable_rows = ("tempered_draw",)
 
     def __init__(self, vocab_size: int, mask_index: int, *, carry_over: bool = True, subs_masking: bool = True):
         if not 0 <= mask_index < vocab_size:
@@ -133,7 +134,17 @@ class AbsorbingProcess(DiscreteProcess):
         alpha_s, alpha_t = (as_alpha(a, xt).squeeze(-1).to(dtype) for a in (alpha_s, alpha_t))
         reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
         reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
-        return redraw(xt, reveal, self.tempered_logits(logits[:, reveal], gamma, dtype), generator)
+        rows = logits[:, reveal]  # (2, n, V)
+        uniform = torch.rand(rows.shape[1:], device=rows.device, dtype=dtype, generator=generator)
+        xs = xt.clone()
+        xs[reveal] = self.tempered_draw(rows, gamma, uniform)
+        return xs
+
+    def tempered_draw(self, rows: torch.Tensor, gamma: float, uniform: torch.Tensor) -> torch.Tensor:
+        """One draw (n,) from softmax(g) of each of n revealed rows, g = `tempered_logits` of their
+        two labels' logits (2, n, V), with the Gumbel noise of given uniforms (n, V) (their dtype is
+        the math's): one pass when compiled."""
+        return gumbel_argmax(self.tempered_logits(rows, gamma, uniform.dtype), uniform)
 
     def tempered_log_mass(self, logits: torch.Tensor, gamma: float, dtype: torch.dtype) -> torch.Tensor:
         """log S = lse(g) - gamma lse(l_p) - (1 - gamma) lse(l_q) (...) from the two labels' raw

@@ -39,10 +39,21 @@ def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | Non
 
     The noise is drawn in float32, or float64 for float64 input: low-precision Gumbel noise
     truncates the tails and lowers sample diversity."""
+    return gumbel_argmax(log_probs, uniform_noise(log_probs, generator))
+
+
+def uniform_noise(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The uniforms (..., V) that `gumbel_argmax` turns into one draw per row of log_probs: float32,
+    or float64 for float64 input."""
     dtype = torch.promote_types(log_probs.dtype, torch.float32)  # float64 stays float64
-    uniform = torch.rand(log_probs.shape, device=log_probs.device, dtype=dtype, generator=generator)
+    return torch.rand(log_probs.shape, device=log_probs.device, dtype=dtype, generator=generator)
+
+
+def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """argmax(log_probs + Gumbel noise) (...) with the noise -log(-log u) of given uniforms (..., V):
+    a draw from softmax(log_probs). A pure function of its inputs, so it can be compiled."""
     exponential = -torch.log(uniform.clamp_min(1e-30))  # > 0
-    return (log_probs.to(dtype) - torch.log(exponential.clamp_min(1e-30))).argmax(dim=-1)
+    return (log_probs.to(uniform.dtype) - torch.log(exponential.clamp_min(1e-30))).argmax(dim=-1)
 
 
 def temper(log_p: torch.Tensor, log_q: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -78,17 +89,23 @@ class DiscreteProcess(ABC):
     uses_mask: bool = False
     #: the process's pure reductions over (..., V) logits that `compile_sampling` compiles
     compilable: tuple[str, ...] = ()
+    #: those of them that read a varying number of rows (the redrawn positions): compiled with
+    #: dynamic shapes
+    compilable_rows: tuple[str, ...] = ()
     sampling_compiled: bool = False
 
     def compile_sampling(self, backend: str = "inductor") -> None:
         """torch.compile the per-position reductions of the guided steps (`compilable`: functions
-        of the logits without randomness), so that each reads the (2, B, L, V) logits once or twice
-        instead of writing fp32 intermediates of that size; one compilation per shape and gamma.
-        Calling it again does nothing."""
+        of the logits and of uniforms drawn outside, without randomness of their own), so that
+        each reads the (2, B, L, V) logits once or twice instead of writing fp32 intermediates of
+        that size; one compilation per shape and gamma (`compilable_rows`: one per gamma, any
+        number of rows). The compiled step draws what the eager one draws from the same random
+        numbers, up to float rounding. Calling it again does nothing."""
         if self.sampling_compiled:
             return
         for name in self.compilable:
-            setattr(self, name, torch.compile(getattr(self, name), dynamic=False, backend=backend))
+            dynamic = name in self.compilable_rows
+            setattr(self, name, torch.compile(getattr(self, name), dynamic=dynamic, backend=backend))
         self.sampling_compiled = True
 
     @abstractmethod

@@ -11,13 +11,14 @@ import math
 
 import torch
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, redraw
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw
 
 
 class UniformProcess(DiscreteProcess):
     """Uniform-noise process over a vocabulary of `vocab_size` ids."""
 
-    compilable = ("tempered_keep_terms",)
+    compilable = ("tempered_keep_terms", "tempered_draw")
+    compilable_rows = ("tempered_draw",)
 
     def __init__(self, vocab_size: int):
         if vocab_size < 2:
@@ -120,7 +121,7 @@ class UniformProcess(DiscreteProcess):
         one is proportional to w(u) exp(g(u)) with g = gamma log q_s,p + (1 - gamma) log q_s,q and
         log q_s = logaddexp(log alpha_s + log x_theta, log((1 - alpha_s) / V)). That is the mixture
         keep z  with weight a_ts exp(g(z))  and  draw u ~ softmax(g)  with weight k sum_u exp(g(u)).
-        Only the redrawn positions build their row of g."""
+        Only the redrawn positions build their row of g (`tempered_draw`)."""
         dtype = torch.promote_types(dtype, torch.float32)
         v = self.vocab_size
         alpha_s, alpha_t = (as_alpha(a, xt).to(dtype) for a in (alpha_s, alpha_t))  # (B, 1, 1)
@@ -130,8 +131,17 @@ class UniformProcess(DiscreteProcess):
         keep_logit = torch.log(a_ts) + g_z - torch.log((1 - a_ts) / v) - lse_g  # log(keep / redraw)
         moves = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
         log_alpha_s, log_floor = (a.expand(*xt.shape, 1)[moves] for a in (log_alpha_s, log_floor))  # (n, 1)
-        g = self.tempered_log_q(logits[:, moves], gamma, log_alpha_s, log_floor, dtype)
-        return redraw(xt, moves, g, generator)
+        rows = logits[:, moves]  # (2, n, V)
+        uniform = torch.rand(rows.shape[1:], device=rows.device, dtype=dtype, generator=generator)
+        xs = xt.clone()
+        xs[moves] = self.tempered_draw(rows, gamma, log_alpha_s, log_floor, uniform)
+        return xs
+
+    def tempered_draw(self, rows, gamma: float, log_alpha_s, log_floor, uniform) -> torch.Tensor:
+        """One draw (n,) from softmax(g) of each of n redrawn rows, g = `tempered_log_q` of their
+        two labels' logits (2, n, V), with the Gumbel noise of given uniforms (n, V) (their dtype is
+        the math's): the log-softmaxes, the mixing and the argmax in one pass when compiled."""
+        return gumbel_argmax(self.tempered_log_q(rows, gamma, log_alpha_s, log_floor, uniform.dtype), uniform)
 
     @staticmethod
     def tempered_log_q(logits, gamma: float, log_alpha_s, log_floor, dtype: torch.dtype) -> torch.Tensor:
