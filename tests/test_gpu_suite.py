@@ -14,7 +14,7 @@ def test_gpu_suite_tiny_on_cpu(tmp_path, cache_dir):
                              "--tiny"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_suite.json").read_text())
-    assert {f["section"] for f in report["figures"]} == {"limits", "sampling", "decoding", "profile", "training"}
+    assert {f["section"] for f in report["figures"]} == {"limits", "sampling", "decoding", "profile", "reference", "training"}
     assert not [n for n in report["notes"] if "failed" in n], report["notes"]
     names = {c["check"] for c in report["checks"]}
     assert len(names) == 13 and all(c["passed"] for c in report["checks"]), report["checks"]
