@@ -133,7 +133,7 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
     alpha, dalpha = schedule(t)
     xt = process.sample_xt(x0, alpha, generator)
     terms = RowTerms(process.training_terms, (x0, xt, per_position(alpha, x0), per_position(dalpha, x0)),
-                     weights, process.rows_reading_logits(xt))
+                     weights, process.rows_reading_logits(xt), gradient=process.training_gradient())
     loss, values = denoiser(xt, schedule.sigma(t), cond, terms=terms)
     integrand, log_lik = values.unbind(-1)
     return {"diffusion": _masked_sum(integrand, token_mask, reduce), "log_lik": log_lik, "loss": loss}
@@ -211,7 +211,8 @@ def autoregressive_nll(network: Denoiser, x0: torch.Tensor, cond=None, token_mas
     targets = torch.cat([x0[:, 1:], x0[:, -1:]], dim=1)  # position l holds x0[l + 1]
     if weights is not None:
         weights = F.pad(weights, (0, 1))[..., None]
-    loss, nll = network(x0, None, cond, terms=RowTerms(_next_token_nll, (targets,), weights, scored))
+    loss, nll = network(x0, None, cond, terms=RowTerms(_next_token_nll, (targets,), weights, scored,
+                                                        gradient=_next_token_nll_gradient))
     mask = None if token_mask is None else token_mask[:, 1:]
     return _masked_sum(nll[:, :-1, 0], mask, reduce), loss
 
@@ -219,3 +220,14 @@ def autoregressive_nll(network: Denoiser, x0: torch.Tensor, cond=None, token_mas
 def _next_token_nll(logits, targets):
     """-log softmax(logits)[target] per row."""
     return (F.cross_entropy(logits[0].float(), targets[0], reduction="none")[None],)
+
+
+def _next_token_nll_gradient(logits, weights, targets):
+    """(NLL (n, 1), its weighted gradient w (softmax(logits) - onehot(target)) (n, V)), the softmax
+    written over the logits' buffer."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1)
+    nll = lse - x.gather(-1, targets[:, None]).squeeze(-1)
+    g = x.sub_(lse[:, None]).exp_()
+    g[torch.arange(len(targets), device=g.device), targets] -= 1
+    return nll[:, None], g.mul_(weights.to(g.dtype))

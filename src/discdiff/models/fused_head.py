@@ -30,6 +30,9 @@ import torch.nn.functional as F
 
 #: (logits (1, n, V), *inputs (1, n)) -> k tensors (1, n): the terms of n rows
 TermFunction = Callable[..., tuple[torch.Tensor, ...]]
+#: (logits (n, V), weights (n, k), *inputs (n,)) -> (terms (n, k), d loss / d logits (n, V)): the
+#: terms and their gradient in closed form; it may overwrite the logits (a chunk's own buffer)
+GradientFunction = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 #: head_chunk_mib=None: the budget of one chunk's fp32 (rows, V) logits, by device type. On a GPU
 #: larger chunks keep the kernels few per step; on the CPU small ones stay in cache.
@@ -47,6 +50,8 @@ class RowTerms:
     weights: (B, L, k) = d loss / d term, or None when no gradient is wanted (evaluation).
     rows: bool (B, L), the positions whose terms read the logits; the others are 0 and never go
         through the head (MDLM: the unmasked positions). None: all positions.
+    gradient: the terms with their gradient in closed form (`GradientFunction`), which the chunks
+        use in place of autograd through `fn` (fewer chunk-sized buffers); None: autograd.
     chunk_mib: MiB of one chunk's fp32 (rows, V) logits; 0 runs all rows at once (the reference
         path); None takes `DEFAULT_CHUNK_MIB` of the device.
     """
@@ -56,6 +61,7 @@ class RowTerms:
     weights: Optional[torch.Tensor] = None
     rows: Optional[torch.Tensor] = None
     chunk_mib: Optional[float] = None
+    gradient: Optional[GradientFunction] = None
 
     def with_chunk_mib(self, chunk_mib: Optional[float]) -> "RowTerms":
         return replace(self, chunk_mib=chunk_mib)
@@ -83,7 +89,8 @@ class RowTerms:
         wants_grad = torch.is_grad_enabled() and weights is not None and (
             h.requires_grad or linear.weight.requires_grad)
         if wants_grad:
-            loss, values = _ChunkedHeadLoss.apply(h, linear.weight, linear.bias, weights, self.fn, rows, *inputs)
+            loss, values = _ChunkedHeadLoss.apply(h, linear.weight, linear.bias, weights, self.fn, self.gradient,
+                                                  rows, *inputs)
         else:
             with torch.no_grad():
                 values = torch.cat([_call(self.fn, linear(h[s:s + rows]), [x[s:s + rows] for x in inputs])
@@ -131,25 +138,29 @@ def _weighted_sum(values: torch.Tensor, weights: Optional[torch.Tensor], like: t
 class _ChunkedHeadLoss(torch.autograd.Function):
     """loss = sum(weights * fn(h W^T + b)) over rows in chunks, its gradient formed in the forward
     pass (module docstring). Inputs: h (N, D), weight (V, D), bias (V,) or None, weights (N, k), fn,
-    rows per chunk, then fn's per-row inputs (N,). Outputs: the loss () and the terms (N, k)
+    its closed-form gradient or None, rows per chunk, then fn's per-row inputs (N,). Outputs: the loss () and the terms (N, k)
     (not differentiable)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, weights, fn, rows, *inputs):
+    def forward(ctx, h, weight, bias, weights, fn, gradient, rows, *inputs):
         grad_h = torch.empty_like(h)
         acc = torch.promote_types(weight.dtype, torch.float32)  # bf16 parameters accumulate in fp32
         grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc)
         grad_b = None if bias is None else torch.zeros(bias.shape, device=bias.device, dtype=acc)
         values = []
         for s in range(0, h.shape[0], rows):
-            h_c = h[s:s + rows].detach()
-            with torch.enable_grad():
-                logits = F.linear(h_c, weight.detach(), None if bias is None else bias.detach())
-                logits = logits.detach().requires_grad_()
-                terms = _call(fn, logits, [x[s:s + rows] for x in inputs])
-                (g,) = torch.autograd.grad(terms, logits, weights[s:s + rows].to(terms.dtype))
+            h_c, w_c, inputs_c = h[s:s + rows].detach(), weights[s:s + rows], [x[s:s + rows] for x in inputs]
+            logits = F.linear(h_c, weight.detach(), None if bias is None else bias.detach())
+            dtype = logits.dtype
+            if gradient is not None:
+                terms, g = gradient(logits, w_c, *inputs_c)
+            else:
+                with torch.enable_grad():
+                    logits.requires_grad_()
+                    terms = _call(fn, logits, inputs_c)
+                    (g,) = torch.autograd.grad(terms, logits, w_c.to(terms.dtype))
             values.append(terms.detach())
-            g = g.to(logits.dtype)  # what autograd of the plain path hands the head's matmuls
+            g = g.to(dtype)  # what autograd of the plain path hands the head's matmuls
             grad_h[s:s + rows] = (g @ weight.to(g.dtype)).to(h.dtype)
             if g.dtype == grad_w.dtype:  # accumulate in place: no (V, D) temporary per chunk
                 grad_w.addmm_(g.t(), h_c.to(g.dtype))
@@ -177,5 +188,5 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         grads = [g if g is None else g.mul_(grad_loss.to(g.dtype)) for g in grads]
         grads[1] = grads[1].to(w_dtype)
         grads[2] = None if grads[2] is None else grads[2].to(b_dtype)
-        no_grads = (None,) * (len(ctx.needs_input_grad) - 3)  # weights, fn, rows and fn's inputs
+        no_grads = (None,) * (len(ctx.needs_input_grad) - 3)  # weights, fn, gradient, rows, fn's inputs
         return (*grads, *no_grads)

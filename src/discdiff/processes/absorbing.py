@@ -93,6 +93,28 @@ class AbsorbingProcess(DiscreteProcess):
         log_lik = torch.where(xt == self.mask_index, log_lik, torch.zeros_like(log_lik))
         return self._weighted_nll(-log_lik, xt, alpha, dalpha), log_lik
 
+    def training_gradient(self):
+        """Under SUBS the closed form of `_subs_terms_and_gradient`; None otherwise."""
+        return self._subs_terms_and_gradient if self.carry_over else None
+
+    def _subs_terms_and_gradient(self, logits, weights, x0, xt, alpha, dalpha):
+        """`training_terms` of rows (n, V) with d loss / d logits. At a masked row
+        log x_theta(x0) = l(x0) - lse_{v != m}(l) and the integrand is c (-log x_theta(x0)),
+        c = -alpha' / (1 - alpha), so for loss = w_1 integrand + w_2 log x_theta(x0) the gradient is
+        (w_1 c - w_2) (softmax_{v != m}(l) - onehot(x0)), 0 at the mask's column; an unmasked row
+        has terms and gradient 0. The softmax is written over an fp32 copy of the logits."""
+        x = logits.to(torch.float32, copy=True)
+        x[:, self.mask_index] = float("-inf")
+        masked = xt == self.mask_index
+        lse = torch.logsumexp(x, dim=-1)
+        log_lik = torch.where(masked, x.gather(-1, x0[:, None]).squeeze(-1) - lse, 0.0)
+        c = -dalpha / (1 - alpha).clamp_min(1e-12)
+        integrand = torch.where(masked, c * -log_lik, 0.0)
+        scale = torch.where(masked, weights[:, 0] * c - weights[:, 1], 0.0).to(x.dtype)
+        g = x.sub_(lse[:, None]).exp_()
+        g[torch.arange(len(x0), device=g.device), x0] -= 1
+        return torch.stack([integrand, log_lik], dim=-1), g.mul_(scale[:, None])
+
     def rows_reading_logits(self, xt):
         """Under SUBS (carry-over) only the masked positions: an unmasked one is carried over, so
         its integrand, log x_theta(x0), KL and reconstruction term are 0 whatever the logits

@@ -145,6 +145,13 @@ class DiscreteProcess(ABC):
         log_lik = log_x_theta.gather(-1, x0[..., None]).squeeze(-1)
         return self.nelbo_integrand(log_x_theta, x0, xt, alpha, dalpha), log_lik
 
+    def training_gradient(self):
+        """`training_terms` of flat rows with their gradient in closed form (a
+        `models.fused_head.GradientFunction`: (logits (n, V), weights (n, 2), x0, xt, alpha, dalpha
+        (n,)) -> (terms (n, 2), d loss / d logits (n, V))), or None (this default): the fused head
+        then differentiates `training_terms` by autograd."""
+        return None
+
     def rows_reading_logits(self, xt: torch.Tensor) -> torch.Tensor | None:
         """Positions (B, L) whose training terms (NELBO integrand, log x_theta(x0), D3PM KL,
         reconstruction) depend on the network's output; the others are exactly 0 and may skip the
