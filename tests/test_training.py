@@ -38,10 +38,11 @@ def test_training_lowers_the_loss(tmp_path, cache_dir, quick_overrides, algo):
 
 def test_resumed_run_continues_exactly(tmp_path, cache_dir, quick_overrides):
     """Stop after 10 steps, restart the same command: steps 10..19 match an unbroken run.
-    (A constant LR keeps the schedule independent of where the run stops.)"""
+    (A constant LR keeps the schedule independent of where the run stops; the loss runs the head in
+    chunks of a few dozen positions, so the chunking is part of what must repeat exactly.)"""
     common = quick_overrides + ["algo=udlm", "lr_scheduler=constant_warmup", "lr_scheduler.warmup_steps=3",
                                 "checkpointing.every_n_steps=10", "trainer.val_check_interval=1000",
-                                "model.dropout=0.1"]
+                                "model.dropout=0.1", "training.head_chunk_mib=0.01"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     train(compose(common + [f"run_dir={whole}", "trainer.max_steps=20"]))
     train(compose(common + [f"run_dir={broken}", "trainer.max_steps=10"]))
