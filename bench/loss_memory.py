@@ -29,7 +29,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from discdiff.lm import AutoregressiveLM, DiffusionLM  # noqa: E402
+from loss_passes import timed  # noqa: E402  (bench/ is the script's folder)
 from discdiff.models.layers import ConditionedBackbone, FinalLayer  # noqa: E402
 from discdiff.processes import AbsorbingProcess, UniformProcess  # noqa: E402
 from discdiff.schedules import get_schedule  # noqa: E402
@@ -112,19 +112,15 @@ def measure(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     step()
     peak_mib = (peak(device) - before) / 2**20
-    times = []
-    for _ in range(args.repeats if args.what != "peak" else 0):
+    if args.what == "peak":
+        return {"peak_mib": round(peak_mib, 1), "ms": None}
+
+    def again():
         lm.zero_grad(set_to_none=True)
         hidden.grad = None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"peak_mib": round(peak_mib, 1), "ms": round(min(times) * 1e3, 1) if times else None}
 
+    return {"peak_mib": round(peak_mib, 1), "ms": round(timed(again, device, args.repeats) * 1e3, 1)}
 
 def run(child: list[str], **env) -> dict:
     """The JSON result of a measuring child process."""
