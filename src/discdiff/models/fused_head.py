@@ -50,10 +50,10 @@ class RowTerms:
     weights: (B, L, k) = d loss / d term, or None when no gradient is wanted (evaluation).
     rows: bool (B, L), the positions whose terms read the logits; the others are 0 and never go
         through the head (MDLM: the unmasked positions). None: all positions.
-    gradient: the terms with their gradient in closed form (`GradientFunction`), which the chunks
-        use in place of autograd through `fn` (fewer chunk-sized buffers); None: autograd.
     chunk_mib: MiB of one chunk's fp32 (rows, V) logits; 0 runs all rows at once (the reference
         path); None takes `DEFAULT_CHUNK_MIB` of the device.
+    gradient: the terms with their gradient in closed form (`GradientFunction`), which the chunks
+        use in place of autograd through `fn` (fewer chunk-sized buffers); None: autograd.
     """
 
     fn: TermFunction
