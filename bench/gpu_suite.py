@@ -13,7 +13,8 @@ time budget --budget-s would not cover them):
              samples hold no mask or out-of-vocabulary id; a D-CFG step with its reductions
              compiled draws what the eager one draws; incremental decoding (a CUDA graph per
              step) equals a full forward pass; a resumed run continues exactly; the MFU formula
-             matches PyTorch's FLOP counter
+             matches PyTorch's FLOP counter; under strategy=fsdp the EMA is checkpointed whole and
+             resumes exactly (GPU only)
 3. sampling  cost of one sampling step in forward passes (UDLM, MDLM: unguided, D-CFG eager and
              with `sampling.compile`, first-order D-CBG with a small classifier) at batch 256,
              samples/s over 128 steps
@@ -260,6 +261,7 @@ class Suite:
         self.check_graphed_decoding()
         self.check_flops()
         self.check_resume()
+        self.check_fsdp_ema()
 
     def _nelbo(self, lm, batch, bf16: bool) -> float:
         torch.manual_seed(0)  # the same times and corrupted tokens for every call
@@ -392,6 +394,32 @@ class Suite:
         self.report.check(f"a resumed {n}-step run continues as an unbroken one", max(gaps) < 1e-3,
                           f"steps {n // 2}..{n - 1}: {'bitwise identical' if identical else 'largest gap'}"
                           + ("" if identical else f" {max(gaps):.1e}"))
+
+    def check_fsdp_ema(self) -> None:
+        """strategy=fsdp with an EMA: the checkpoint holds the whole average (the parameters'
+        shapes, not the flat shards), and a run resumed half-way ends with the EMA of an unbroken
+        one. One GPU shards over a world of one: this checks the code path, not the splitting."""
+        if not self.cuda:
+            return self.report.note("FSDP + EMA check skipped: Lightning's FSDP needs a GPU")
+        n = 6
+        cfg = lambda run, steps: self.config("udlm", f"run_dir={run}", f"trainer.max_steps={steps}",  # noqa: E731
+                                             "trainer.strategy=fsdp", "trainer.devices=1", "training.ema=0.9",
+                                             "lr_scheduler=constant_warmup", "lr_scheduler.warmup_steps=2",
+                                             f"loader.global_batch_size={self.s.batches[0]}",
+                                             f"checkpointing.every_n_steps={n // 2}", "trainer.val_check_interval=100000")
+        data, vocab = self.synthetic(self.s.batches[0] * (n + 2))
+        whole, broken = self.work / "fsdp_whole", self.work / "fsdp_broken"
+        fit(cfg(whole, n), whole, data, data, vocab)
+        fit(cfg(broken, n // 2), broken, data, data, vocab)
+        fit(cfg(broken, n), broken, data, data, vocab, resume=broken / "checkpoints" / "last.ckpt")
+        a, b = (torch.load(r / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["discdiff"]["ema"]
+                ["shadow"] for r in (whole, broken))
+        shapes = [tuple(p.shape) for p in self.model("udlm").parameters() if p.requires_grad]
+        gap = max(float((x - y).abs().max() / y.abs().max().clamp_min(1e-12)) for x, y in zip(a, b))
+        same_shapes = [tuple(x.shape) for x in a] == shapes
+        self.report.check("FSDP: the checkpointed EMA is whole and resumes exactly", same_shapes and gap < 1e-3,
+                          f"{len(a)} tensors in the parameters' shapes: {same_shapes}; "
+                          f"largest relative gap resumed vs unbroken {gap:.1e}")
 
     def synthetic(self, rows: int, length: int | None = None):
         """A dataset of random ids (rows, L) and its vocabulary description."""

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--vocab", type=int, default=30522)
     p.add_argument("--chunk-mib", type=float, default=None,
                    help="training.head_chunk_mib of the chunked path (default: the device's default)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed steps (0: peak memory only)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--family", help=argparse.SUPPRESS)  # a child process: measure this one
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
                      "--family", family, "--path", path]
             if args.device == "cpu":
                 row[f"peak_mib_{path}"] = run(child + ["--what", "peak"], MALLOC_MMAP_THRESHOLD_="65536")["peak_mib"]
-                row[f"ms_{path}"] = run(child + ["--what", "time"])["ms"]
+                row[f"ms_{path}"] = run(child + ["--what", "time"])["ms"] if args.repeats else None
             else:
                 result = run(child + ["--what", "both"])
                 row[f"peak_mib_{path}"], row[f"ms_{path}"] = result["peak_mib"], result["ms"]

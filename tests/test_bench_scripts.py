@@ -21,11 +21,11 @@ def test_long_sequences_runs_both_backbones_at_each_length():
 
 def test_loss_memory_prints_one_line_per_family():
     out = subprocess.run([sys.executable, str(BENCH / "loss_memory.py"), "--batch", "2", "--length", "8", "--hidden", "16",
-                          "--vocab", "50", "--chunk-mib", "0.0005", "--repeats", "1", "--families", "mdlm"],
+                          "--vocab", "50", "--chunk-mib", "0.0005", "--repeats", "0", "--families", "mdlm"],
                          capture_output=True, text=True, timeout=300, cwd=BENCH)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["family"] for r in rows] == ["mdlm"]
     for r in rows:
         assert {"peak_mib_plain", "peak_mib_chunked", "ms_plain", "ms_chunked"} <= set(r)
-        assert r["ms_plain"] > 0 and r["ms_chunked"] > 0
+        assert r["peak_mib_plain"] >= 0 and r["ms_plain"] is None  # --repeats 0: memory only

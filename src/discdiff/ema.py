@@ -1,5 +1,8 @@
 """Exponential moving average of the weights: theta_ema <- d_n theta_ema + (1 - d_n) theta.
 
+Under FSDP each rank averages its own shard of the parameters (`reshard`), and checkpoints hold
+the whole average (`gathered_state_dict`, `load_gathered_state_dict`).
+
 The EMA starts at the initial (untrained) weights, so a constant decay d would keep a share d^n of
 them after n updates (0.999^2400 = 9%: visibly worse samples from a short run). The decay
 therefore warms up, d_n = min(d, (1 + n) / (10 + n)), and early averages forget the
@@ -56,6 +59,42 @@ class EMA:
     def copy_to(self, module: nn.Module) -> None:
         for p, s in zip(self._params(module), self.shadow):
             p.copy_(s.to(p.device, p.dtype))
+
+    def reshard(self, module: nn.Module) -> None:
+        """Follow parameters sharded after this EMA was made (FSDP wraps the model after it is
+        built, and each rank then holds a flat shard of every parameter): before the first update
+        the shadow becomes a copy of the local shards. Nothing changes when the shapes match."""
+        params = self._params(module)
+        if all(s.shape == p.shape for s, p in zip(self.shadow, params)):
+            return
+        if self.num_updates:
+            raise ValueError("the EMA no longer matches the parameters' shapes after it began averaging")
+        self.shadow = [p.detach().clone().float() for p in params]
+
+    @torch.no_grad()
+    def gathered_state_dict(self, module: nn.Module, whole) -> dict:
+        """`state_dict` with whole tensors from a sharded module: `whole(writeback=...)` is a
+        context in which the module's parameters are whole on every rank (FSDP's
+        summon_full_params; every rank must call). The EMA shards are swapped into the parameters
+        for the gather and swapped back."""
+        with self.applied(module), whole(writeback=False):
+            shadow = [p.detach().float().cpu().clone() for p in self._params(module)]
+        return {**self.state_dict(), "shadow": shadow}
+
+    @torch.no_grad()
+    def load_gathered_state_dict(self, state: dict, module: nn.Module, whole) -> None:
+        """Load whole tensors (`gathered_state_dict`, `state_dict` of an unsharded run) into a
+        sharded module's EMA, each rank keeping its shard; the live weights are left as they were."""
+        with whole(writeback=True):
+            params = self._params(module)
+            live = [p.detach().clone() for p in params]
+            for p, s in zip(params, state["shadow"]):
+                p.copy_(s.to(p.device, p.dtype))
+        shards = [p.detach().clone().float() for p in self._params(module)]
+        with whole(writeback=True):
+            for p, weights in zip(self._params(module), live):
+                p.copy_(weights)
+        self.load_state_dict({**state, "shadow": shards})
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "num_updates": self.num_updates, "shadow": [s.cpu() for s in self.shadow]}

@@ -448,9 +448,6 @@ class RunConfig(Section):
     def _training(self):
         if self.training.guidance.cond_dropout > 0 and self.data.label_col is None:
             raise ValueError("training.guidance.cond_dropout > 0 needs a conditional model: set data.label_col")
-        if self.trainer.strategy == "fsdp" and self.training.ema > 0:
-            raise ValueError("strategy=fsdp shards the weights, which the EMA does not follow yet; set "
-                             "training.ema=0 or use strategy=ddp")
         if self.lr_scheduler.min_lr > self.optim.lr:
             raise ValueError(f"lr_scheduler.min_lr={self.lr_scheduler.min_lr} is above optim.lr={self.optim.lr}")
         batch_plan(self.loader, self.trainer)

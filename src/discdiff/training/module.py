@@ -12,7 +12,9 @@ import math
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from ..config import restore
 from ..data.augment import build_augment
@@ -106,10 +108,29 @@ class ResumableModule(L.LightningModule):
         if self.ema is not None and not self.cfg.eval.disable_ema:
             self.ema.swap(self.network)
 
+    def sharded(self) -> bool:
+        """Whether the weights are sharded over the ranks (strategy=fsdp)."""
+        return self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy)
+
+    def whole_parameters(self, writeback: bool):
+        """A context in which every rank holds the whole parameters (FSDP; collective)."""
+        return FullyShardedDataParallel.summon_full_params(self.trainer.strategy.model, writeback=writeback)
+
+    def on_fit_start(self) -> None:
+        if self.ema is not None and self.sharded():
+            self.ema.reshard(self.network)
+
+    def ema_state(self) -> dict | None:
+        """The EMA for a checkpoint: whole tensors, gathered from the shards under FSDP."""
+        if self.ema is None:
+            return None
+        if self.sharded():
+            return self.ema.gathered_state_dict(self.network, self.whole_parameters)
+        return self.ema.state_dict()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["discdiff"] = {"micro_step": self.micro_step, "epoch_batches": self.epoch_batches,
-                                  "ema": None if self.ema is None else self.ema.state_dict(), "kind": self.kind,
-                                  "planned_steps": self.planned_steps}
+                                  "ema": self.ema_state(), "kind": self.kind, "planned_steps": self.planned_steps}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("discdiff")
@@ -122,7 +143,10 @@ class ResumableModule(L.LightningModule):
         self.resume_skip = self.epoch_batches
         self.planned_steps = state.get("planned_steps")
         if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
+            if self.sharded():
+                self.ema.load_gathered_state_dict(state["ema"], self.network, self.whole_parameters)
+            else:
+                self.ema.load_state_dict(state["ema"])
 
 
 class LitLanguageModel(ResumableModule):
