@@ -125,7 +125,7 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
 
     Returns `diffusion` (B,) = sum_l integrand_l(t) for one x_t ~ q(x_t | x0) (its expectation over
     t ~ U[0, 1] is the diffusion term), `log_lik` (B, L), the prediction's log x_theta(x0) (for
-    `simple_ce`), and `loss` = sum(weights * (integrand, log_lik)) for weights (B, L, 2) = the
+    `training.use_simple_ce_loss`), and `loss` = sum(weights * (integrand, log_lik)) for weights (B, L, 2) = the
     caller's d loss / d term, with the network's gradient (0 without weights). Both terms come
     from the head's rows in chunks (`fused_head`); the positions the process's terms never read
     (`rows_reading_logits`) skip the head.
@@ -192,12 +192,6 @@ def _discrete_kl_rows(process, logits, x0, xt, alpha_s, alpha_t):
     q_true = process.posterior(x0, xt, alpha_s, alpha_t)
     q_model = process.posterior(x_theta, xt, alpha_s, alpha_t)
     return ((torch.xlogy(q_true, q_true) - torch.xlogy(q_true, q_model.clamp_min(1e-30))).sum(-1),)
-
-
-def simple_ce(log_lik: torch.Tensor, token_mask=None, reduce: bool = True) -> torch.Tensor:
-    """Unweighted cross-entropy -sum_l log x_theta^l(x0^l) (B,) (`use_simple_ce_loss`), from the
-    prediction's log-likelihoods of x0 (B, L)."""
-    return _masked_sum(-log_lik, token_mask, reduce)
 
 
 def autoregressive_nll(network: Denoiser, x0: torch.Tensor, cond=None, token_mask=None, reduce: bool = True,
