@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .models.fused_head import RowTerms
 from .processes import DiscreteProcess
-from .processes.base import as_alpha
+from .processes.base import as_alpha, softmax_minus_onehot_
 from .schedules import NoiseSchedule
 
 #: `denoiser(x_t, sigma, cond) -> logits (B, L, V)` (what samplers call) and
@@ -222,6 +222,4 @@ def _next_token_nll_gradient(logits, weights, targets):
     x = logits.float()
     lse = torch.logsumexp(x, dim=-1)
     nll = lse - x.gather(-1, targets[:, None]).squeeze(-1)
-    g = x.sub_(lse[:, None]).exp_()
-    g[torch.arange(len(targets), device=g.device), targets] -= 1
-    return nll[:, None], g.mul_(weights.to(g.dtype))
+    return nll[:, None], softmax_minus_onehot_(x, lse, targets, weights[:, 0])

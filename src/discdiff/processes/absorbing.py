@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw
+from .base import (DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw, softmax_minus_onehot_,
+                   uniform_noise)
 
 
 class AbsorbingProcess(DiscreteProcess):
@@ -110,10 +111,8 @@ class AbsorbingProcess(DiscreteProcess):
         log_lik = torch.where(masked, x.gather(-1, x0[:, None]).squeeze(-1) - lse, 0.0)
         c = -dalpha / (1 - alpha).clamp_min(1e-12)
         integrand = torch.where(masked, c * -log_lik, 0.0)
-        scale = torch.where(masked, weights[:, 0] * c - weights[:, 1], 0.0).to(x.dtype)
-        g = x.sub_(lse[:, None]).exp_()
-        g[torch.arange(len(x0), device=g.device), x0] -= 1
-        return torch.stack([integrand, log_lik], dim=-1), g.mul_(scale[:, None])
+        scale = torch.where(masked, weights[:, 0] * c - weights[:, 1], 0.0)
+        return torch.stack([integrand, log_lik], dim=-1), softmax_minus_onehot_(x, lse, x0, scale)
 
     def rows_reading_logits(self, xt):
         """Under SUBS (carry-over) only the masked positions: an unmasked one is carried over, so
@@ -157,9 +156,8 @@ class AbsorbingProcess(DiscreteProcess):
         reveal_logit = torch.log(alpha_s - alpha_t) + log_s - torch.log(1 - alpha_s)  # log(c S / r)
         reveal = (xt == self.mask_index) & bernoulli(torch.sigmoid(reveal_logit).expand(xt.shape), generator)
         rows = logits[:, reveal]  # (2, n, V)
-        uniform = torch.rand(rows.shape[1:], device=rows.device, dtype=dtype, generator=generator)
         xs = xt.clone()
-        xs[reveal] = self.tempered_draw(rows, gamma, uniform)
+        xs[reveal] = self.tempered_draw(rows, gamma, uniform_noise(rows.shape[1:], rows.device, dtype, generator))
         return xs
 
     def tempered_draw(self, rows: torch.Tensor, gamma: float, uniform: torch.Tensor) -> torch.Tensor:

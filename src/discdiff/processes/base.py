@@ -39,14 +39,23 @@ def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | Non
 
     The noise is drawn in float32, or float64 for float64 input: low-precision Gumbel noise
     truncates the tails and lowers sample diversity."""
-    return gumbel_argmax(log_probs, uniform_noise(log_probs, generator))
+    return gumbel_argmax(log_probs, uniform_noise(log_probs.shape, log_probs.device, log_probs.dtype, generator))
 
 
-def uniform_noise(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The uniforms (..., V) that `gumbel_argmax` turns into one draw per row of log_probs: float32,
-    or float64 for float64 input."""
-    dtype = torch.promote_types(log_probs.dtype, torch.float32)  # float64 stays float64
-    return torch.rand(log_probs.shape, device=log_probs.device, dtype=dtype, generator=generator)
+def uniform_noise(shape, device, dtype: torch.dtype, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The uniforms (..., V) that `gumbel_argmax` turns into one draw per row of log-probabilities
+    of that shape and dtype: float32, or float64 for float64 ones."""
+    dtype = torch.promote_types(dtype, torch.float32)  # float64 stays float64
+    return torch.rand(shape, device=device, dtype=dtype, generator=generator)
+
+
+def softmax_minus_onehot_(x: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor,
+                          scale: torch.Tensor) -> torch.Tensor:
+    """scale (softmax(x) - onehot(targets)) (n, V), the gradient of scale * cross-entropy, written
+    over x (n, V) given its row log-sum-exp lse (n,)."""
+    g = x.sub_(lse[:, None]).exp_()
+    g[torch.arange(len(targets), device=g.device), targets] -= 1
+    return g.mul_(scale[:, None].to(g.dtype))
 
 
 def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw
+from .base import DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw, uniform_noise
 
 
 class UniformProcess(DiscreteProcess):
@@ -132,8 +132,8 @@ class UniformProcess(DiscreteProcess):
         moves = ~bernoulli(torch.sigmoid(keep_logit).expand(xt.shape), generator)
         log_alpha_s, log_floor = (a.expand(*xt.shape, 1)[moves] for a in (log_alpha_s, log_floor))  # (n, 1)
         rows = logits[:, moves]  # (2, n, V)
-        uniform = torch.rand(rows.shape[1:], device=rows.device, dtype=dtype, generator=generator)
         xs = xt.clone()
+        uniform = uniform_noise(rows.shape[1:], rows.device, dtype, generator)
         xs[moves] = self.tempered_draw(rows, gamma, log_alpha_s, log_floor, uniform)
         return xs
 
