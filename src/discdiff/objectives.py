@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .models.fused_head import RowTerms
 from .processes import DiscreteProcess
-from .processes.base import as_alpha, softmax_minus_onehot_
+from .processes.base import as_alpha, cross_entropy_
 from .schedules import NoiseSchedule
 
 #: `denoiser(x_t, sigma, cond) -> logits (B, L, V)` (what samplers call) and
@@ -219,7 +219,5 @@ def _next_token_nll(logits, targets):
 def _next_token_nll_gradient(logits, weights, targets):
     """(NLL (n, 1), its weighted gradient w (softmax(logits) - onehot(target)) (n, V)), the softmax
     written over the logits' buffer."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=-1)
-    nll = lse - x.gather(-1, targets[:, None]).squeeze(-1)
-    return nll[:, None], softmax_minus_onehot_(x, lse, targets, weights[:, 0])
+    nll, g = cross_entropy_(logits.float(), targets, weights[:, 0])
+    return nll[:, None], g

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import (DiscreteProcess, as_alpha, as_probs, bernoulli, gumbel_argmax, redraw, softmax_minus_onehot_,
+from .base import (DiscreteProcess, as_alpha, as_probs, bernoulli, cross_entropy_, gumbel_argmax, redraw,
                    uniform_noise)
 
 
@@ -103,16 +103,17 @@ class AbsorbingProcess(DiscreteProcess):
         log x_theta(x0) = l(x0) - lse_{v != m}(l) and the integrand is c (-log x_theta(x0)),
         c = -alpha' / (1 - alpha), so for loss = w_1 integrand + w_2 log x_theta(x0) the gradient is
         (w_1 c - w_2) (softmax_{v != m}(l) - onehot(x0)), 0 at the mask's column; an unmasked row
-        has terms and gradient 0. The softmax is written over an fp32 copy of the logits."""
-        x = logits.to(torch.float32, copy=True)
+        has terms and gradient 0. The softmax is written over
+        the chunk's logits (over an fp32 copy of bf16 ones)."""
+        x = logits.float()
         x[:, self.mask_index] = float("-inf")
         masked = xt == self.mask_index
-        lse = torch.logsumexp(x, dim=-1)
-        log_lik = torch.where(masked, x.gather(-1, x0[:, None]).squeeze(-1) - lse, 0.0)
         c = -dalpha / (1 - alpha).clamp_min(1e-12)
-        integrand = torch.where(masked, c * -log_lik, 0.0)
         scale = torch.where(masked, weights[:, 0] * c - weights[:, 1], 0.0)
-        return torch.stack([integrand, log_lik], dim=-1), softmax_minus_onehot_(x, lse, x0, scale)
+        nll, g = cross_entropy_(x, x0, scale)
+        log_lik = torch.where(masked, -nll, 0.0)
+        integrand = torch.where(masked, c * nll, 0.0)
+        return torch.stack([integrand, log_lik], dim=-1), g
 
     def rows_reading_logits(self, xt):
         """Under SUBS (carry-over) only the masked positions: an unmasked one is carried over, so

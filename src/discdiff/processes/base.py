@@ -49,13 +49,17 @@ def uniform_noise(shape, device, dtype: torch.dtype, generator: torch.Generator 
     return torch.rand(shape, device=device, dtype=dtype, generator=generator)
 
 
-def softmax_minus_onehot_(x: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor,
-                          scale: torch.Tensor) -> torch.Tensor:
-    """scale (softmax(x) - onehot(targets)) (n, V), the gradient of scale * cross-entropy, written
-    over x (n, V) given its row log-sum-exp lse (n,)."""
-    g = x.sub_(lse[:, None]).exp_()
+def cross_entropy_(x: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-log softmax(x)[target] (n,), scale (softmax(x) - onehot(targets)) (n, V)) of fp32 rows x
+    (n, V), the gradient of scale * cross-entropy written over x: no second (n, V) buffer (a
+    library log-sum-exp would allocate one for x - max)."""
+    picked = x.gather(-1, targets[:, None]).squeeze(-1)
+    top = x.amax(dim=-1)
+    total = x.sub_(top[:, None]).exp_().sum(dim=-1)
+    nll = top + total.log() - picked
+    g = x.div_(total[:, None])
     g[torch.arange(len(targets), device=g.device), targets] -= 1
-    return g.mul_(scale[:, None].to(g.dtype))
+    return nll, g.mul_(scale[:, None].to(g.dtype))
 
 
 def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
