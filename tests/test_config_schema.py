@@ -41,6 +41,8 @@ BAD_VALUES = {
     "label of another dataset": ("data.label_col=logp", "data.label_col=logp is not a label of qm9; allowed: qed"),
     "min_lr above lr": ("lr_scheduler.min_lr=1", "lr_scheduler.min_lr=1.0 is above optim.lr=0.0003"),
     "batch plan": ("loader.batch_size=100", "loader.global_batch_size=512 is not a multiple of loader.batch_size=100"),
+    "sampler method": ("sampling.method=ddim", "sampling.method='ddim' is not allowed; allowed: ancestral, remdm, psi"),
+    "nucleus of zero": ("sampling.top_p=0", "sampling.top_p=0 is not allowed; allowed: a number in (0, 1]"),
     "devices": ("trainer.devices=0", "allowed: an integer >= 1 or a list of integers >= 0 (at least one) or auto"),
 }
 
@@ -63,6 +65,7 @@ GROUP_OPTION_VALUES = {
     "head without generator": (["classifier.kind=head"], "classifier.generator=RUN_DIR goes with classifier.kind=head"),
     "file, not folder": (["eval.samples=."], "eval.samples='.': is a folder, not a file"),
     "folder, not file": ([f"data.tokenizer_dir={__file__}"], "is a file, not a folder"),
+    "corrector window": (["sampling.method=psi", "sampling.t_off=0.7"], "sampling.t_off=0.7 must be below sampling.t_on=0.5"),
 }
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from . import objectives
 from .models.fused_head import RowTerms
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
-from .sampling import SampleOutput, sample, sample_autoregressive
+from .sampling import SampleOutput, StepSchedule, sample, sample_autoregressive
 from .schedules import NoiseSchedule
 
 
@@ -213,14 +213,18 @@ class DiffusionLM(LanguageModel):
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 128, *, cond=None, guidance=None, eps: float = 1e-5,
                argmax: bool = False, use_cache: bool = True, float64: bool = False, compile: bool = False,
-               generator=None, progress: bool = False) -> SampleOutput:
+               corrector: Optional[StepSchedule] = None, top_p: float = 1.0, greedy_last: bool = False,
+               block_length: Optional[int] = None, length: Optional[int] = None, generator=None,
+               progress: bool = False) -> SampleOutput:
+        """`sampling.diffusion.sample` of this model (its arguments; `length` defaults to the model's)."""
         device = next(self.parameters()).device
         if compile:
             self.compile_sampling()
         return sample(self.process, self.schedule, self.denoiser, (num_samples, self.length), steps,
                       cond=cond, guidance=guidance, eps=eps, argmax=argmax, use_cache=use_cache,
                       time_conditioned=self.time_conditioning, float64=float64, device=device,
-                      generator=generator, progress=progress)
+                      generator=generator, progress=progress, corrector=corrector, top_p=top_p,
+                      greedy_last=greedy_last, block_length=block_length, length=length)
 
     def compile_sampling(self) -> None:
         """The process's guided-step reductions (`DiscreteProcess.compile_sampling`)."""
@@ -256,12 +260,22 @@ class AutoregressiveLM(LanguageModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: Optional[int] = None, *, cond=None, guidance=None,
-               argmax: bool = False, use_cache: bool = True, float64: bool = False, generator=None,
+               argmax: bool = False, use_cache: bool = True, float64: bool = False, top_p: float = 1.0,
+               corrector: Optional[StepSchedule] = None, greedy_last: bool = False,
+               block_length: Optional[int] = None, length: Optional[int] = None, generator=None,
                progress: bool = False, **_ignored) -> SampleOutput:
-        """Left-to-right decoding of `length` tokens (`steps` does not apply to AR models)."""
+        """Left-to-right decoding of `length` tokens (`steps`, `eps` and `compile` do not apply to
+        AR models); the diffusion samplers' corrector, greedy last step and blocks are refused."""
+        if corrector is not None and corrector.corrects():
+            raise ValueError(f"sampling.method={corrector.name} applies to diffusion models; an autoregressive "
+                             f"model decodes left to right (sampling.method=ancestral)")
+        if greedy_last or block_length is not None or length not in (None, self.length):
+            raise ValueError("sampling.greedy_last, sampling.block_length and sampling.length apply to diffusion "
+                             f"models; an autoregressive model writes its {self.length} tokens (use sampling.argmax "
+                             "for greedy decoding)")
         return sample_autoregressive(self.backbone, num_samples, self.length, self.bos_id, cond=cond,
-                                     guidance=guidance, use_cache=use_cache, argmax=argmax, float64=float64,
-                                     generator=generator, progress=progress)
+                                     guidance=guidance, use_cache=use_cache, argmax=argmax, top_p=top_p,
+                                     float64=float64, generator=generator, progress=progress)
 
 
 #: diffusion (the config key) -> its forward process

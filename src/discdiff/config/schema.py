@@ -24,6 +24,7 @@ from ..models.classifier import CLASSIFIER_KINDS, ENCODERS, POOLINGS
 from ..models.dimamba import DIMAMBA_SIZES
 from ..models.layers import CONDITIONINGS
 from ..models.unet import UNET_SIZES, check_unet
+from ..sampling.correctors import step_schedule
 from ..validation import (
     ExistingFile,
     ExistingPath,
@@ -315,6 +316,28 @@ class Sampling(Section):
     num_samples: PositiveInt = Field(description="sequences to draw")
     batch_size: PositiveInt = Field(description="sequences drawn at once")
     eps: OpenUnitFloat = Field(description="last time of the grid from 1 to eps")
+    method: Literal["ancestral", "remdm", "psi"] = Field(
+        description="diffusion steps: ancestral (the posterior), remdm (remasking, ReMDM) or psi (predictor-"
+                    "corrector mix, Duo++); every guidance method composes with each")
+    kappa: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="psi: weight of the posterior in a corrected step (1 = ancestral) on [t_off, t_on]")
+    remdm_schedule: Literal["cap", "rescale", "loop"] = Field(
+        description="remdm: sigma_t = min(eta, sigma_max) (cap), eta sigma_max (rescale), or eta on a plateau "
+                    "alpha = alpha_on over [t_off, t_on] (loop)")
+    eta: NonNegativeFloat = Field(description="remdm: the remasking probability parameter of remdm_schedule")
+    t_on: Optional[OpenUnitFloat] = Field(description="start (in t, from 1 down) of the corrector's window; null = "
+                                                      "the method's default (psi 0.5, remdm loop 0.55)")
+    t_off: Optional[OpenUnitFloat] = Field(description="end of the corrector's window; null = the method's default "
+                                                       "(psi 0.1, remdm loop 0.05)")
+    alpha_on: OpenUnitFloat = Field(description="remdm loop: the share of clean tokens held on the plateau")
+    top_p: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="nucleus of every prediction x_theta (diffusion) or next-token distribution (AR); 1 = off")
+    greedy_last: bool = Field(description="take the most likely token at the last step only (diffusion)")
+    block_length: Optional[PositiveInt] = Field(
+        description="semi-autoregressive blocks (diffusion): each block after the first model.length tokens "
+                    "is sampled with the previous model.length - block_length tokens as context")
+    length: Optional[PositiveInt] = Field(description="tokens per sample; null = model.length; more needs "
+                                                      "block_length, and length - model.length a multiple of it")
     argmax: bool = Field(description="take the most likely token of each step instead of sampling it")
     use_cache: bool = Field(description="reuse the denoiser's output while x_t is unchanged (absorbing models "
                                         "without time conditioning); KV cache for AR")
@@ -327,6 +350,12 @@ class Sampling(Section):
     label: Optional[NonNegativeInt] = Field(description="class to condition on (conditional models); null = the "
                                                         "null class")
     output: Optional[str] = Field(description="samples file; null = run_dir/samples.json")
+
+    @model_validator(mode="after")
+    def _method_keys(self):
+        step_schedule(self.method, kappa=self.kappa, eta=self.eta, remdm_schedule=self.remdm_schedule, t_on=self.t_on,
+                      t_off=self.t_off, alpha_on=self.alpha_on)  # refuses a window with t_off >= t_on
+        return self
 
 
 class Eval(Section):

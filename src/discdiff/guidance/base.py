@@ -24,6 +24,7 @@ import torch
 
 from ..objectives import Denoiser
 from ..processes import DiscreteProcess, sample_categorical
+from ..processes.base import nucleus
 
 # classifier(x, sigma) -> log p(y | x) (B, num_classes); x is ids (B, L) or one-hot / relaxed (B, L, V)
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -34,6 +35,11 @@ DIFFUSION, AUTOREGRESSIVE = "diffusion", "autoregressive"
 def _stacked(x: torch.Tensor, k: int) -> torch.Tensor:
     """x (B, ...) repeated k times along the batch: (kB, ...)."""
     return x if k == 1 else x.repeat(k, *([1] * (x.dim() - 1)))
+
+
+def _key(labels: Optional[torch.Tensor]):
+    """A hashable key of a batch of labels (None: unconditional)."""
+    return None if labels is None else tuple(labels.reshape(-1).tolist())
 
 
 def _batch_multiple(labels: torch.Tensor, batch_size: int) -> int:
@@ -49,6 +55,10 @@ class Step:
 
     alpha_t, alpha_s, sigma_t, sigma_s are (B,); sigma_s is the noise level of x_s, at which a
     noisy classifier scores candidates. `nfe` counts denoiser calls made through `predict`.
+    top_p: the nucleus every prediction x_theta is restricted to (`processes.base.nucleus`).
+    shared: the predictions at this x_t, by labels; steps of one x_t to different levels (a
+    corrected step's two targets, `dataclasses.replace` of one another) share it, so the network
+    runs once for both (`memo`).
     """
 
     family: ClassVar[str] = DIFFUSION
@@ -62,6 +72,8 @@ class Step:
     cond: Optional[torch.Tensor] = None
     dtype: torch.dtype = torch.float32
     nfe: int = field(default=0)
+    top_p: float = 1.0
+    shared: dict = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -71,19 +83,40 @@ class Step:
     def device(self) -> torch.device:
         return self.xt.device
 
+    def memo(self, key, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`compute()` once per key among the steps that share `shared` (same x_t)."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
+
+    def x0(self, logits: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        """log x_theta (B', L, V) of the network's logits at x_t: the process parameterisation,
+        then the nucleus."""
+        return nucleus(self.process.predict_x0(logits, xt), self.top_p).to(self.dtype)
+
     def predict(self, xt: Optional[torch.Tensor] = None, cond=None, sigma=None) -> torch.Tensor:
-        """log x_theta (B', L, V) for x_t (default: this step's) with labels `cond`."""
-        xt = self.xt if xt is None else xt
-        sigma = self.sigma_t if sigma is None else sigma
+        """log x_theta (B', L, V) for x_t (default: this step's, memoised) with labels `cond`."""
+        if xt is None and sigma is None:
+            return self.memo(("x0", _key(cond)), lambda: self._predict(self.xt, cond, self.sigma_t))
+        return self._predict(self.xt if xt is None else xt, cond, self.sigma_t if sigma is None else sigma)
+
+    def _predict(self, xt, cond, sigma) -> torch.Tensor:
         self.nfe += 1
-        return self.process.predict_x0(self.denoiser(xt, sigma, cond), xt).to(self.dtype)
+        return self.x0(self.denoiser(xt, sigma, cond), xt)
 
     def logits_for(self, labels: torch.Tensor) -> torch.Tensor:
-        """The denoiser's raw logits (k, B, L, V) of x_t for a stack of k label batches (kB,), one pass."""
+        """The denoiser's logits (k, B, L, V) of x_t for a stack of k label batches (kB,), one pass
+        (memoised). With top_p < 1 they are the filtered log x_theta, which the process's
+        parameterisation maps to themselves."""
         k = _batch_multiple(labels, self.xt.shape[0])
-        self.nfe += 1
-        logits = self.denoiser(_stacked(self.xt, k), _stacked(self.sigma_t, k), labels)
-        return logits.view(k, *self.xt.shape, -1)
+
+        def compute():
+            self.nfe += 1
+            xt = _stacked(self.xt, k)
+            logits = self.denoiser(xt, _stacked(self.sigma_t, k), labels)
+            return (logits if self.top_p >= 1 else self.x0(logits, xt)).view(k, *self.xt.shape, -1)
+
+        return self.memo(("logits", _key(labels)), compute)
 
     def log_posterior(self, log_x_theta: torch.Tensor) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V); log_x_theta may stack k batches (kB, L, V)."""
@@ -95,7 +128,9 @@ class Step:
     def log_probs_for(self, labels: torch.Tensor) -> torch.Tensor:
         """Unguided log q(x_s | x_t, x_theta(x_t, y)) (kB, L, V) for labels (kB,), one pass."""
         k = _batch_multiple(labels, self.xt.shape[0])
-        return self.log_posterior(self.predict(_stacked(self.xt, k), labels, _stacked(self.sigma_t, k)))
+        log_x_theta = self.memo(("x0", _key(labels)),
+                                lambda: self._predict(_stacked(self.xt, k), labels, _stacked(self.sigma_t, k)))
+        return self.log_posterior(log_x_theta)
 
 
 NextTokenModel = Callable[..., torch.Tensor]

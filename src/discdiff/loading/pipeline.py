@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from ..factory import classifier_vocab_size
 from ..guidance import CBG, CFG, FUDGE, NOS, PPLM
 from ..lm import LanguageModel
-from ..sampling import SampleOutput
+from ..sampling import SampleOutput, step_schedule
 from .classifiers import load_classifier
 
 
@@ -151,8 +151,13 @@ def draws_in_float64(vocab_size: int) -> bool:
 
 
 def sampler_options(sampling: DictConfig) -> dict:
-    """The `sampling` section's options of the samplers (`LanguageModel.sample`)."""
-    return {k: sampling[k] for k in ("eps", "argmax", "use_cache", "float64", "compile")}
+    """The `sampling` section's options of the samplers (`LanguageModel.sample`); the method and its
+    keys become the step schedule (`sampling.correctors.step_schedule`)."""
+    corrector = step_schedule(sampling.method, kappa=sampling.kappa, eta=sampling.eta,
+                              remdm_schedule=sampling.remdm_schedule, t_on=sampling.t_on, t_off=sampling.t_off,
+                              alpha_on=sampling.alpha_on)
+    plain = ("eps", "argmax", "use_cache", "float64", "compile", "top_p", "greedy_last", "block_length", "length")
+    return {"corrector": corrector, **{k: sampling[k] for k in plain}}
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

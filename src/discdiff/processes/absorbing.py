@@ -121,6 +121,18 @@ class AbsorbingProcess(DiscreteProcess):
         (about half the positions on average over t)."""
         return xt == self.mask_index if self.carry_over else None
 
+    def clean_jump_sigma(self, sigma_t):
+        """sigma_t: the candidate still holds the masks of x_t, which no clean sequence has; at level t
+        it is exactly what it is, since an unmasked token is its clean value at every level."""
+        return sigma_t
+
+    def log_marginal(self, log_x0, alpha):
+        """log(alpha p(v)) for v != m and log(alpha p(m) + 1 - alpha) at the mask."""
+        alpha = as_alpha(alpha, log_x0[..., 0]).to(log_x0.dtype)
+        out = log_x0 + torch.log(alpha)
+        out[..., self.mask_index] = torch.logaddexp(out[..., self.mask_index], torch.log1p(-alpha)[..., 0])
+        return out
+
     def prior_kl(self, x0, alpha_1):
         """KL(q(x_1 | x0) || all-mask) per position.
 

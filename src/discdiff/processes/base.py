@@ -62,6 +62,19 @@ def cross_entropy_(x: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor) 
     return nll, g.mul_(scale[:, None].to(g.dtype))
 
 
+def nucleus(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus (top-p) filtering of normalised log-probabilities (..., V): each row keeps its
+    smallest set of most likely tokens whose probability reaches top_p (ties broken by the sort),
+    renormalised; the others become -inf. top_p >= 1 returns the input unchanged."""
+    if top_p >= 1:
+        return log_probs
+    ordered, order = log_probs.sort(dim=-1, descending=True)
+    probs = ordered.exp()
+    before = probs.cumsum(dim=-1) - probs  # mass of the more likely tokens
+    drop = torch.zeros_like(before, dtype=torch.bool).scatter_(-1, order, before >= top_p)
+    return log_probs.masked_fill(drop, float("-inf")).log_softmax(dim=-1)
+
+
 def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """argmax(log_probs + Gumbel noise) (...) with the noise -log(-log u) of given uniforms (..., V):
     a draw from softmax(log_probs). A pure function of its inputs, so it can be compiled."""
@@ -192,6 +205,17 @@ class DiscreteProcess(ABC):
         that never materialises them."""
         log_p, log_q = (self.log_posterior(self.predict_x0(x, xt).to(dtype), xt, alpha_s, alpha_t) for x in logits)
         return sample_categorical(temper(log_p, log_q, gamma), generator)
+
+    def clean_jump_sigma(self, sigma_t: torch.Tensor) -> torch.Tensor:
+        """The noise level (B,) at which a noisy classifier scores x_t with one token set to a clean
+        value when the step jumps to clean data (a corrector's step to alpha = 1; D-CBG scores an
+        ordinary step's candidates at the level of x_s). This default: 0, the level of the target."""
+        return torch.zeros_like(sigma_t)
+
+    @abstractmethod
+    def log_marginal(self, log_x0: torch.Tensor, alpha) -> torch.Tensor:
+        """log q(x_t | x0 ~ p) = log(alpha p + (1 - alpha) pi) (B, L, V) for a distribution p of x0
+        given as log-probabilities (B, L, V): the forward noise applied to a prediction."""
 
     def log_posterior(self, log_x_theta, xt, alpha_s, alpha_t) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V) for a predicted distribution over x0."""

@@ -89,6 +89,11 @@ class UniformProcess(DiscreteProcess):
         bracket = v / xbar_z - v * torch.exp(-log_xbar_theta_z) - log_ratio_sum
         return dalpha / (v * alpha.clamp_min(1e-12)) * bracket
 
+    def log_marginal(self, log_x0, alpha):
+        """log(alpha p(v) + (1 - alpha) / V)."""
+        alpha = as_alpha(alpha, log_x0[..., 0]).to(log_x0.dtype)
+        return torch.logaddexp(log_x0 + torch.log(alpha), torch.log((1 - alpha) / self.vocab_size))
+
     def prior_kl(self, x0, alpha_1):
         """KL(alpha_1 onehot(x0) + (1 - alpha_1)/V || 1/V) per position (exact)."""
         alpha_1 = as_alpha(alpha_1, x0).squeeze(-1)

@@ -1,6 +1,9 @@
-"""Samplers: ancestral diffusion sampling and autoregressive decoding with a KV cache."""
+"""Samplers: diffusion sampling (ancestral or predictor-corrector, guided, semi-autoregressive)
+and autoregressive decoding with a KV cache."""
 
 from .autoregressive import sample_autoregressive
-from .diffusion import SampleOutput, sample, time_grid
+from .correctors import Ancestral, Psi, ReMDM, StepSchedule, step_schedule, time_grid
+from .diffusion import SampleOutput, sample
 
-__all__ = ["SampleOutput", "sample", "sample_autoregressive", "time_grid"]
+__all__ = ["Ancestral", "Psi", "ReMDM", "SampleOutput", "StepSchedule", "sample", "sample_autoregressive",
+           "step_schedule", "time_grid"]

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..guidance import Guidance, TokenStep
 from ..guidance.base import AUTOREGRESSIVE
 from ..processes import sample_categorical
+from ..processes.base import nucleus
 from .diffusion import SampleOutput
 
 
@@ -146,6 +147,7 @@ def sample_autoregressive(
     use_cache: bool = True,
     argmax: bool = False,
     temperature: float = 1.0,
+    top_p: float = 1.0,
     float64: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -160,6 +162,7 @@ def sample_autoregressive(
             step (the reference path).
         argmax: greedy decoding instead of sampling.
         temperature: log-probabilities are divided by it before sampling.
+        top_p: nucleus of each (guided, tempered) next-token distribution (1: all tokens).
         float64: draw with float64 log-probabilities and Gumbel noise (float32 noise truncates the
             tails of large vocabularies).
         generator: torch.Generator for the Gumbel noise (any device).
@@ -173,6 +176,8 @@ def sample_autoregressive(
         raise ValueError("sample_autoregressive needs a causal model")
     if not argmax and temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); use argmax=True")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"sampling.top_p must be in (0, 1], got {top_p}")
     if guidance is not None:
         guidance.check_family(AUTOREGRESSIVE)
     device = next(model.parameters()).device
@@ -188,7 +193,12 @@ def sample_autoregressive(
             nfe += step.nfe
             if float64:
                 log_p = log_p.double()
-            tokens[:, i] = log_p.argmax(-1) if argmax else sample_categorical(log_p / temperature, generator)
+            if argmax:
+                tokens[:, i] = log_p.argmax(-1)
+                continue
+            scaled = log_p / temperature
+            scaled = scaled if top_p >= 1 else nucleus(scaled.log_softmax(-1), top_p)
+            tokens[:, i] = sample_categorical(scaled, generator)
     finally:
         model.train(was_training)
     return SampleOutput(tokens=tokens, nfe=nfe)
