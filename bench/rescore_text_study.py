@@ -53,7 +53,7 @@ def rescore(study_dir: Path, judge_name: str, batch_size: int, run_dir: Path | N
     for row in table:
         if row.get("method") == "data":
             continue
-        name = f"{row['model']}_{row['method']}_g{float(row['gamma']):g}_s{row['seed']}"
+        name = study.samples_name(row)
         path = study_dir / "samples" / f"{name}.json"
         if not path.exists():
             raise SystemExit(f"{path} is missing: the study keeps one samples file per row of {table_path}")
@@ -62,6 +62,7 @@ def rescore(study_dir: Path, judge_name: str, batch_size: int, run_dir: Path | N
               f"target_accuracy {row.get('target_accuracy', '')}", flush=True)
     write_metrics(table, study_dir, study.TABLE)
     study.pareto_plot(table, study_dir / "guidance_pareto.png", domain)
+    study.steps_plot(table, study_dir / "guidance_steps.png", domain)
     return table
 
 

@@ -29,3 +29,13 @@ def test_loss_memory_prints_one_line_per_family():
     for r in rows:
         assert {"peak_mib_plain", "peak_mib_chunked", "ms_plain", "ms_chunked"} <= set(r)
         assert r["peak_mib_plain"] >= 0 and r["ms_plain"] is None  # --repeats 0: memory only
+
+
+def test_sampler_cost_prints_a_row_per_sampler_and_guidance():
+    out = subprocess.run([sys.executable, str(BENCH / "sampler_cost.py"), "--algo", "udlm", "--batch", "2", "--steps", "2",
+                          "--iters", "1", "--warmup", "0", "--guidance", "none,cfg", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300, cwd=BENCH)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert len(rows) == 10 and {r[-4] for r in rows} == {"none", "cfg"}
+    assert all(float(r[-1]) == 1.0 for r in rows)  # one network call per step, corrected or not

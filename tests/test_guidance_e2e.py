@@ -102,9 +102,17 @@ def test_qm9_guidance_study_table_and_plot(runs, tmp_path, capsys):
         assert int(row["num_samples"]) == 6 and 0 <= int(row["novel"]) <= int(row["unique"]) <= int(row["valid"]) <= 6
         assert json.loads(row["settings"]) == ({} if row["method"] == "cfg" else {"topk": 50})
         assert (0 <= float(row["target_accuracy"]) <= 1) if row["method"] == "cfg" else not row["target_accuracy"]
-        samples = json.loads((study / "samples" / f"{row['model']}_{row['method']}_g{float(row['gamma']):g}_s{row['seed']}.json").read_text())
-        assert len(samples["samples"]) == 6
+        assert (row["sampler"], row["steps"]) == ("ancestral", "4")
+        name = f"{row['model']}_{row['method']}_ancestral_T4_g{float(row['gamma']):g}_s{row['seed']}.json"
+        assert len(json.loads((study / "samples" / name).read_text())["samples"]) == 6
     assert float(rows[0]["qed_valid_mean"]) > 0 and (study / "guidance_pareto.png").stat().st_size > 10_000
+    assert not (study / "guidance_steps.png").exists()  # no setting at several steps yet
+    assert main([*common, f"run_dir={runs['udlm']}", "guidance=cfg", "study.gammas=[3]", "sampling.method=psi",
+                 "study.steps=[2,4]", "sampling.top_p=0.9"]) == 0
+    rows = list(csv.DictReader((study / "guidance.csv").open()))
+    corrected = [(r["sampler"], int(r["steps"]), float(r["gamma"])) for r in rows if r["sampler"].startswith("psi")]
+    assert corrected == [("psi-k0.95-t0.1-0.5-p0.9", 2, 3.0), ("psi-k0.95-t0.1-0.5-p0.9", 4, 3.0)]
+    assert len(rows) == 1 + 6 + 2 and (study / "guidance_steps.png").stat().st_size > 10_000
     out = capsys.readouterr()
     assert out.out.splitlines()[0] == "gamma,seed,num_samples,valid,unique,novel,qed_novel_mean,target_accuracy"
     assert main(["eval", "guidance", f"run_dir={runs['udlm']}"]) == 2

@@ -397,6 +397,9 @@ class Eval(Section):
 class Study(Section):
     gammas: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="guidance strengths of the sweep")
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = Field(description="sampling seeds of the sweep")
+    steps: Optional[Annotated[list[PositiveInt], Field(min_length=1)]] = Field(
+        description="sampling steps of the sweep (one row each; the study then also plots its domain's quality "
+                    "against steps); null = [sampling.steps]")
     name: Optional[str] = Field(description="the model's name in the table and plot; null = the run folder's name")
     conditions: Optional[list[NonNegativeInt]] = Field(description="classes to steer toward, each in turn with "
                                                                    "sampling.num_samples samples (one row per "

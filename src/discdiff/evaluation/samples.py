@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..files import write_json
-from ..loading import Pipeline, sampler_options
+from ..loading import Pipeline, sampler_label, sampler_options
 
 EXPECTED = "expected a JSON object with a non-empty 'samples' list of strings"
 
@@ -56,7 +56,7 @@ def write_samples(path: str | os.PathLike, samples: Samples, **info) -> None:
 def drawn_with(cfg, pipe: Pipeline) -> dict:
     """What a samples file records about how its samples were drawn by a command."""
     guidance = cfg.get("guidance")
-    return {"steps": cfg.sampling.steps, "label": cfg.sampling.label, "checkpoint": str(pipe.checkpoint),
+    return {"steps": cfg.sampling.steps, "sampler": sampler_label(cfg.sampling), "label": cfg.sampling.label, "checkpoint": str(pipe.checkpoint),
             "guidance": None if guidance is None else OmegaConf.to_container(guidance)}
 
 
@@ -137,13 +137,14 @@ def steer(toward: Steering, targets: Sequence[Optional[int]]) -> list[tuple[Opti
 
 
 def draw(pipe: Pipeline, sampling, steered: Sequence[tuple[Optional[int], dict]], seed: int,
-         progress: bool = False) -> Samples:
+         progress: bool = False, steps: Optional[int] = None) -> Samples:
     """`sampling.num_samples` samples toward each target of `steered` in turn (`steer`; None: no
-    target), with the `sampling` section's options and the same seed for every target."""
+    target), with the `sampling` section's options (`steps`: instead of sampling.steps) and the
+    same seed for every target."""
     n, tokens, nfe = sampling.num_samples, [], 0
     targets = [c for c, _ in steered]
     for _, options in steered:
-        out = pipe.sample(n, sampling.steps, batch_size=sampling.batch_size, seed=seed, progress=progress,
+        out = pipe.sample(n, steps or sampling.steps, batch_size=sampling.batch_size, seed=seed, progress=progress,
                           **sampler_options(sampling), **options)
         tokens.append(out.tokens.cpu())
         nfe = out.nfe

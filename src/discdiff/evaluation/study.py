@@ -4,12 +4,15 @@ scored by the metrics of the model's domain (`evaluation.domains`), collected in
 Pareto plot (`discdiff eval guidance`: `run_study`).
 
 A study folder holds `guidance.csv` / `guidance.json` (the domain's reference row, if any, then one
-row per model, method, gamma and seed), `samples/<model>_<method>_g<gamma>_s<seed>.json` and
-`guidance_pareto.png`. Running another method or model into the same folder adds its rows (a
+row per model, method, sampler, steps, gamma and seed),
+`samples/<model>_<method>_<sampler>_T<steps>_g<gamma>_s<seed>.json`, `guidance_pareto.png` and, once
+some setting has rows at several steps (study.steps), `guidance_steps.png`: the domain's
+`steps_axes` against steps, one line per model, method, gamma and sampler. Running another method or model into the same folder adds its rows (a
 setting run again replaces its row), so the table and the plot grow into the whole study.
 
-Row columns: model, method, gamma, condition (the target class, or the classes steered toward in
-turn, space-separated), seed, steps, num_samples, nfe, sampling_seconds, the domain's scores,
+Row columns: model, method, sampler (`loading.sampler_label`: the sampling method with its keys,
+nucleus, greedy last step, blocks), steps, gamma, condition (the target class, or the classes
+steered toward in turn, space-separated), seed, num_samples, nfe, sampling_seconds, the domain's scores,
 `target_accuracy` when the study has an evaluation classifier, and `settings`, the method's other
 options as JSON.
 """
@@ -32,12 +35,14 @@ from ..metrics.classes import target_accuracy
 from .domains import Context, Domain, of_data
 from .evaluate import Note, evaluation_classifier, guidance_classifier, load_model, loaded
 from .oracle import Oracle, check_predictable
+from ..loading import sampler_label
 from .samples import Samples, draw, method_options, write_samples
 from .tables import write_metrics
 
 TABLE = "guidance"
-KEY = ("model", "method", "gamma", "condition", "seed")
-LEADING = ("model", "method", "gamma", "condition", "seed", "steps", "num_samples", "nfe", "sampling_seconds")
+KEY = ("model", "method", "sampler", "steps", "gamma", "condition", "seed")
+LEADING = ("model", "method", "sampler", "steps", "gamma", "condition", "seed", "num_samples", "nfe",
+           "sampling_seconds")
 
 
 @dataclass
@@ -76,46 +81,60 @@ def run_study(cfg: DictConfig, note: Note) -> StudyResult:
     if oracle is not None:
         note(f"evaluation classifier: {oracle.source}")
 
-    def sample(gamma: float, seed: int) -> Samples:
-        return draw(pipe, cfg.sampling, [(c, {"guidance": strategies[gamma, c]}) for c in conditions], seed)
+    def sample(gamma: float, seed: int, steps: int) -> Samples:
+        return draw(pipe, cfg.sampling, [(c, {"guidance": strategies[gamma, c]}) for c in conditions], seed,
+                    steps=steps)
 
     out_dir = Path(st.output_dir or Path(cfg.run_dir) / "guidance_study")
     info = {"condition": conditions[0] if len(conditions) == 1 else " ".join(map(str, conditions)),
-            "steps": int(cfg.sampling.steps), "settings": json.dumps(method_options(g))}
-    rows = sweep(sample, gammas=st.gammas, seeds=st.seeds, domain=domain, out_dir=out_dir,
-                 model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info, oracle=oracle,
-                 progress=note)
+            "sampler": sampler_label(cfg.sampling), "settings": json.dumps(method_options(g))}
+    rows = sweep(sample, gammas=st.gammas, seeds=st.seeds, steps=st.steps or [cfg.sampling.steps], domain=domain,
+                 out_dir=out_dir, model=st.name or Path(cfg.run_dir).resolve().name, method=g.name, info=info,
+                 oracle=oracle, progress=note)
     table = merge(out_dir, rows, domain.reference())
     pareto_plot(table, out_dir / "guidance_pareto.png", domain)
+    steps_plot(table, out_dir / "guidance_steps.png", domain)
     columns = ("gamma", "seed", "num_samples", *domain.shown, *(("target_accuracy",) if oracle is not None else ()))
     return StudyResult(rows, columns, out_dir / f"{TABLE}.csv", out_dir / "guidance_pareto.png")
 
 
-def sweep(sample: Callable[[float, int], Samples], *, gammas: Iterable[float], seeds: Iterable[int],
-          domain: Domain, out_dir: Path, model: str, method: str, info: dict,
+def sweep(sample: Callable[[float, int, int], Samples], *, gammas: Iterable[float], seeds: Iterable[int],
+          steps: Iterable[int], domain: Domain, out_dir: Path, model: str, method: str, info: dict,
           oracle: Optional[Oracle] = None, progress: Callable[[str], None] = print) -> list[dict]:
-    """Rows for every (seed, gamma): `sample(gamma, seed)` draws the setting's samples (written to
-    out_dir/samples/ as soon as they are drawn), the `oracle`, when given, predicts their classes
-    (target_accuracy: the share predicted as their target) and `domain` scores them."""
+    """Rows for every (seed, steps, gamma): `sample(gamma, seed, steps)` draws the setting's samples
+    (written to out_dir/samples/ as soon as they are drawn), the `oracle`, when given, predicts their
+    classes (target_accuracy: the share predicted as their target) and `domain` scores them."""
     rows = []
     for seed in seeds:
-        for gamma in gammas:
-            start = time.perf_counter()
-            samples = sample(float(gamma), int(seed))
-            seconds = time.perf_counter() - start
-            name = f"{model}_{method}_g{gamma:g}_s{seed}"
-            write_samples(out_dir / "samples" / f"{name}.json", samples, gamma=gamma, seed=seed, method=method,
-                          model=model, **info)
-            if oracle is not None:
-                samples.predicted = oracle.predict(samples.tokens, samples.texts)
-            scores = domain.score(samples)
-            if samples.predicted is not None:
-                scores["target_accuracy"] = target_accuracy(samples.conditions.tolist(), samples.predicted.tolist())
-            row = {"model": model, "method": method, "gamma": float(gamma), "seed": int(seed), "nfe": samples.nfe,
-                   "sampling_seconds": round(seconds, 2), "num_samples": len(samples.texts), **info, **scores}
-            rows.append(row)
-            progress(f"{name}: {domain.summary(row)} ({seconds:.0f} s)")
+        for count in steps:
+            for gamma in gammas:
+                rows.append(_setting(sample, float(gamma), int(seed), int(count), domain, out_dir, model, method,
+                                     info, oracle, progress))
     return rows
+
+
+def _setting(sample, gamma, seed, steps, domain, out_dir, model, method, info, oracle, progress) -> dict:
+    start = time.perf_counter()
+    samples = sample(gamma, seed, steps)
+    seconds = time.perf_counter() - start
+    row = {"model": model, "method": method, "gamma": gamma, "seed": seed, "steps": steps, "nfe": samples.nfe,
+           "sampling_seconds": round(seconds, 2), "num_samples": len(samples.texts), **info}
+    name = samples_name(row)
+    write_samples(out_dir / "samples" / f"{name}.json", samples, gamma=gamma, seed=seed, method=method,
+                  model=model, steps=steps, **info)
+    if oracle is not None:
+        samples.predicted = oracle.predict(samples.tokens, samples.texts)
+    row.update(domain.score(samples))
+    if samples.predicted is not None:
+        row["target_accuracy"] = target_accuracy(samples.conditions.tolist(), samples.predicted.tolist())
+    progress(f"{name}: {domain.summary(row)} ({seconds:.0f} s)")
+    return row
+
+
+def samples_name(row: dict) -> str:
+    """The name (without .json) of a study row's samples file in the study's samples/ folder."""
+    return (f"{row['model']}_{row['method']}_{row.get('sampler') or 'ancestral'}_T{row['steps']}"
+            f"_g{float(row['gamma']):g}_s{row['seed']}")
 
 
 def merge(out_dir: Path, rows: list[dict], reference: Optional[dict]) -> list[dict]:
@@ -166,6 +185,44 @@ def pareto_plot(table: list[dict], path: Path, domain: Domain) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+
+
+def steps_plot(table: list[dict], path: Path, domain: Domain) -> None:
+    """Each of the domain's `steps_axes` against sampling steps (log scale): one line per model,
+    method, gamma and sampler that has rows at two or more steps (seeds averaged). Nothing is
+    written when no setting has."""
+    from matplotlib.figure import Figure  # heavy, only for a plot
+
+    lines: dict[tuple, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in table:
+        if row.get("method") != "data" and _number(row.get("steps")) is not None:
+            key = (row["model"], row["method"], float(row["gamma"]), row.get("sampler") or "ancestral")
+            lines[key][int(row["steps"])].append(row)
+    lines = {key: by_steps for key, by_steps in lines.items() if len(by_steps) > 1}
+    if not lines:
+        return
+    axes = domain.steps_axes()
+    fig = Figure(figsize=(4.4 * len(axes), 4.2))
+    panels = fig.subplots(1, len(axes), squeeze=False)[0]
+    for panel, axis in zip(panels, axes):
+        for (model, method, gamma, sampler), by_steps in sorted(lines.items()):
+            points = [(steps, _mean(rows, axis.column)) for steps, rows in sorted(by_steps.items())]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                panel.plot(*zip(*points), marker="o", label=f"{model} {sampler} {method} gamma {gamma:g}")
+        panel.set_xscale("log", base=2)
+        panel.set_xlabel("sampling steps")
+        panel.set_ylabel(axis.label)
+    panels[0].legend(fontsize=6)
+    fig.suptitle(f"{domain.title}: quality against sampling steps")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+
+
+def _mean(rows: list[dict], column: str) -> Optional[float]:
+    values = [v for v in (_number(r.get(column)) for r in rows) if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def _number(value) -> float | None:

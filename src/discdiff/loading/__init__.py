@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 from ..hub import format as hf_format
 from .classifiers import load_classifier
 from .huggingface import read_folder, write_folder
-from .pipeline import GUIDANCE, Pipeline, sampler_options
+from .pipeline import GUIDANCE, Pipeline, sampler_label, sampler_options
 from .runs import load_run, stored_config
 
-__all__ = ["GUIDANCE", "Pipeline", "export", "is_huggingface", "load", "load_classifier", "sampler_options",
+__all__ = ["GUIDANCE", "Pipeline", "export", "is_huggingface", "load", "load_classifier", "sampler_label", "sampler_options",
            "stored_config"]
 
 

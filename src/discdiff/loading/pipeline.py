@@ -160,6 +160,16 @@ def sampler_options(sampling: DictConfig) -> dict:
     return {"corrector": corrector, **{k: sampling[k] for k in plain}}
 
 
+def sampler_label(sampling: DictConfig) -> str:
+    """A short, file-name-safe name of the sampler the `sampling` section describes: its step
+    schedule (`StepSchedule.label`), then -p<top_p>, -greedy, -b<block_length>-n<length> where set."""
+    label = sampler_options(sampling)["corrector"].label()
+    label += f"-p{sampling.top_p:g}" if sampling.top_p < 1 else ""
+    label += "-greedy" if sampling.greedy_last else ""
+    label += f"-b{sampling.block_length}-n{sampling.length}" if sampling.block_length is not None else ""
+    return label
+
+
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)

@@ -79,6 +79,10 @@ class StepSchedule(ABC):
         """Whether any step may mix in the corrector (kappa < 1)."""
         return True
 
+    def label(self) -> str:
+        """A short, file-name-safe name with the parameters (tables, sample files)."""
+        return self.name
+
 
 class Ancestral(StepSchedule):
     name = "ancestral"
@@ -119,6 +123,9 @@ class Psi(StepSchedule):
         kappas[-1] = 1.0  # the last step lands on clean data: a corrector would put noise back
         return StepGrid(plain.alphas, plain.sigmas, kappas)
 
+    def label(self) -> str:
+        return f"psi-k{self.kappa:g}-t{self.t_off:g}-{self.t_on:g}"
+
 
 REMDM_SCHEDULES = ("cap", "rescale", "loop")
 
@@ -154,6 +161,10 @@ class ReMDM(StepSchedule):
         else:
             sigma = self.eta * bound.clamp_max(1.0)
         return StepGrid(plain.alphas, plain.sigmas, _kappas(sigma, alpha_s))
+
+    def label(self) -> str:
+        loop = f"-a{self.alpha_on:g}-t{self.t_off:g}-{self.t_on:g}" if self.schedule == "loop" else ""
+        return f"remdm-{self.schedule}-eta{self.eta:g}{loop}"
 
     def _loop(self, steps, eps, schedule, device) -> StepGrid:
         """alpha: from the schedule's alpha(1) up to alpha_on linearly in t over [t_on, 1], alpha_on

@@ -57,6 +57,10 @@ class Domain(ABC):
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def steps_axes(self) -> tuple[Axis, ...]:
+        """The scores the study plots against sampling steps (study.steps): by default x and y."""
+        return (self.x, self.y)
+
     def targets(self) -> list[Optional[int]]:
         """The classes `eval <command>` steers toward when it samples now, each in turn (None: no
         target): by default the one of the guidance and sampling options."""

@@ -45,6 +45,10 @@ class Molecules(Domain):
         self.train_smiles = set(train["canonical"])
         self.train_properties = {p: train[p].tolist() for p in DEFAULT_PROPERTIES}
 
+    def steps_axes(self) -> tuple[Axis, ...]:
+        """Valid molecules and the property of the novel ones."""
+        return (Axis("valid_frac", "valid molecules (fraction of samples)"), self.y)
+
     def _data_row(self) -> dict:
         return reference_row(self.train_properties)
 

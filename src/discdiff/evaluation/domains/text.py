@@ -39,6 +39,11 @@ class Text(Domain):
         super().__init__(ctx)
         self.judge, self.batch_size = None, ctx.cfg.eval.judge_batch_size
 
+    def steps_axes(self) -> tuple[Axis, ...]:
+        """Fluency, diversity and closeness to real text (the judge's scores)."""
+        return (self.x, Axis("entropy", "entropy of the samples' tokens (nats)"),
+                Axis("mauve", "MAUVE against real texts (higher is closer)"))
+
     def prepare(self) -> None:
         """The judge of `eval.judge` (none: no judge)."""
         judge = self.ctx.cfg.eval.judge
