@@ -8,22 +8,25 @@ import torch
 import torch.nn.functional as F
 
 from discdiff.guidance import CBG, CFG, NOS
-from discdiff.lm import AutoregressiveLM, DiffusionLM
-from discdiff.models import DiT, HiddenStateClassifier
+from discdiff.lm import AutoregressiveLM
 from discdiff.config import compose
 from discdiff.loading import sampler_options
 from discdiff.processes import AbsorbingProcess, UniformProcess
 from discdiff.processes.base import nucleus
 from discdiff.sampling import sample
-from discdiff.sampling.correctors import Ancestral, Psi, ReMDM, step_schedule
+from discdiff.step_schedules import Ancestral, Psi, ReMDM, step_schedule
 from discdiff.schedules import LogLinear
 
 try:
     from . import bruteforce as bf
     from . import test_guidance as oracle
+    from .test_ar_sampling import causal_model
+    from .test_guidance_ar import random_diffusion_lm
 except ImportError:
     import bruteforce as bf
     import test_guidance as oracle
+    from test_ar_sampling import causal_model
+    from test_guidance_ar import random_diffusion_lm
 
 V_DATA, TARGET, NULL = oracle.V_DATA, oracle.TARGET, oracle.NULL
 PROCESSES = oracle.PROCESSES
@@ -237,12 +240,7 @@ def test_every_guidance_composes_with_the_corrector_at_one_network_call_per_step
     """NOS and first-order D-CBG under a corrector: the two targets of a corrected step (x_s and
     the jump to x_0) share the step's one network evaluation, and gamma = 0 is the unguided
     corrected sampler draw for draw."""
-    torch.manual_seed(0)
-    backbone = DiT(process.vocab_size, 8, hidden_size=32, n_blocks=2, n_heads=4, cond_dim=16, dropout=0.0)
-    for p in backbone.parameters():
-        torch.nn.init.normal_(p, std=0.2)
-    lm = DiffusionLM(backbone, process, LogLinear(), 8).eval()
-    head = HiddenStateClassifier(lm, 2)
+    lm, head = random_diffusion_lm(process)
     psi = Psi(kappa=0.5, t_on=0.9, t_off=0.1)
     run = lambda guidance: sample(process, LogLinear(), lm.denoiser, (16, 8), 12, guidance=guidance, corrector=psi,
                                   generator=torch.Generator().manual_seed(5))
@@ -262,10 +260,6 @@ def test_every_guidance_composes_with_the_corrector_at_one_network_call_per_step
 
 
 def test_autoregressive_models_refuse_the_diffusion_samplers_options():
-    try:
-        from .test_ar_sampling import causal_model
-    except ImportError:
-        from test_ar_sampling import causal_model
     lm = AutoregressiveLM(causal_model(), 12, 0)
     for kwargs, word in [({"corrector": Psi()}, "sampling.method=psi applies to diffusion"),
                          ({"corrector": ReMDM()}, "sampling.method=remdm"), ({"block_length": 4}, "block_length"),

@@ -142,14 +142,20 @@ def test_pplm_with_gamma_zero_is_the_model_and_moves_it_otherwise():
     assert not torch.equal(run(5.0), run(0.0))
 
 
-@pytest.mark.parametrize("process", [UniformProcess(10), AbsorbingProcess(11, 10)], ids=["uniform", "absorbing"])
-def test_nos_with_gamma_zero_is_unguided_and_moves_it_otherwise(process):
+def random_diffusion_lm(process) -> tuple[DiffusionLM, HiddenStateClassifier]:
+    """A small DiT diffusion model of length 8 with random weights (not the adaLN-zero start, so its
+    output depends on its input) and a random NOS head on it."""
     torch.manual_seed(0)
     backbone = DiT(process.vocab_size, 8, hidden_size=32, n_blocks=2, n_heads=4, cond_dim=16, dropout=0.0)
     for p in backbone.parameters():
         torch.nn.init.normal_(p, std=0.2)
     lm = DiffusionLM(backbone, process, LogLinear(), 8).eval()
-    head = HiddenStateClassifier(lm, 2)
+    return lm, HiddenStateClassifier(lm, 2)
+
+
+@pytest.mark.parametrize("process", [UniformProcess(10), AbsorbingProcess(11, 10)], ids=["uniform", "absorbing"])
+def test_nos_with_gamma_zero_is_unguided_and_moves_it_otherwise(process):
+    lm, head = random_diffusion_lm(process)
     run = lambda guidance: sample(process, LogLinear(), lm.denoiser, (32, 8), 16, guidance=guidance,
                                   generator=torch.Generator().manual_seed(5)).tokens
     plain = run(CBG(lambda x, s: None, 0.0, 1))  # gamma = 0: the unguided posterior, drawn the same way

@@ -24,7 +24,7 @@ from ..models.classifier import CLASSIFIER_KINDS, ENCODERS, POOLINGS
 from ..models.dimamba import DIMAMBA_SIZES
 from ..models.layers import CONDITIONINGS
 from ..models.unet import UNET_SIZES, check_unet
-from ..sampling.correctors import step_schedule
+from ..step_schedules import step_schedule
 from ..validation import (
     ExistingFile,
     ExistingPath,

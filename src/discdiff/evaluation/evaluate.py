@@ -91,7 +91,8 @@ def evaluate(cfg: DictConfig, command: str, note: Note) -> Report:
         _check_file(path, samples, domain_class, pipe)
     oracle = None if pipe is None else evaluation_classifier(cfg, pipe)
     device = pipe.device if pipe is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    domain = domain_class(Context(model_cfg.data, cfg, device, oracle, pipe, model_cfg.data.length))
+    domain = domain_class(Context(model_cfg.data, cfg, device, oracle, pipe,
+                                  cfg.sampling.length or model_cfg.data.length))
     targets = domain.targets() if samples is None else _file_targets(samples)
     classes = [c for c in targets if c is not None]
     domain.check_targets(classes)

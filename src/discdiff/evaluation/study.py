@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from matplotlib.figure import Figure  # the object API: no pyplot state, Agg rendering
 from omegaconf import DictConfig
 
 from ..config import ConfigError
@@ -74,7 +75,8 @@ def run_study(cfg: DictConfig, note: Note) -> StudyResult:
                           "(train-classifier classifier.kind=clean) or a HuggingFace sequence-classification model")
     if oracle is not None:
         check_predictable(oracle, conditions)
-    domain = domain_class(Context(pipe.cfg.data, cfg, pipe.device, oracle, pipe, pipe.cfg.data.length))
+    domain = domain_class(Context(pipe.cfg.data, cfg, pipe.device, oracle, pipe,
+                                  cfg.sampling.length or pipe.cfg.data.length))
     domain.check_targets(conditions)
     domain.prepare()
     loaded(note, pipe, classifier)
@@ -157,8 +159,6 @@ def _ordered(row: dict) -> dict:
 def pareto_plot(table: list[dict], path: Path, domain: Domain) -> None:
     """The domain's x against its y: one curve per model and method through its gammas (seeds
     averaged), the reference row's y (if any) as a line."""
-    from matplotlib.figure import Figure  # heavy, only for a plot; object API: no pyplot state, Agg rendering
-
     curves: dict[tuple, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     reference = None
     for row in table:
@@ -191,8 +191,6 @@ def steps_plot(table: list[dict], path: Path, domain: Domain) -> None:
     """Each of the domain's `steps_axes` against sampling steps (log scale): one line per model,
     method, gamma and sampler that has rows at two or more steps (seeds averaged). Nothing is
     written when no setting has."""
-    from matplotlib.figure import Figure  # heavy, only for a plot
-
     lines: dict[tuple, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in table:
         if row.get("method") != "data" and _number(row.get("steps")) is not None:

@@ -152,7 +152,7 @@ def draws_in_float64(vocab_size: int) -> bool:
 
 def sampler_options(sampling: DictConfig) -> dict:
     """The `sampling` section's options of the samplers (`LanguageModel.sample`); the method and its
-    keys become the step schedule (`sampling.correctors.step_schedule`)."""
+    keys become the step schedule (`step_schedules.step_schedule`)."""
     corrector = step_schedule(sampling.method, kappa=sampling.kappa, eta=sampling.eta,
                               remdm_schedule=sampling.remdm_schedule, t_on=sampling.t_on, t_off=sampling.t_off,
                               alpha_on=sampling.alpha_on)

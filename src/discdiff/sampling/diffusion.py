@@ -4,7 +4,7 @@ guided, nucleus-filtered, greedy at the end, and semi-autoregressive past the mo
 From x_1 ~ pi, each step moves from level alpha_t to alpha_s > alpha_t. An ancestral step draws
 x_s ~ q(x_s | x_t, x_theta(x_t)) (paper Eq. 3 / 6 with the denoiser's prediction plugged into the
 posterior); a guidance strategy (discdiff.guidance) reshapes that distribution. A corrected step
-(`sampling.correctors`: ReMDM, Psi) mixes it, with weight kappa, with a jump to the clean data
+(`discdiff.step_schedules`: ReMDM, Psi) mixes it, with weight kappa, with a jump to the clean data
 followed by forward noise to s:
 
     x_s ~ kappa G(x_s | x_t) + (1 - kappa) sum_v G(x_0 = v | x_t) q(x_s | x_0 = v),
@@ -44,7 +44,7 @@ from ..objectives import Denoiser
 from ..processes import DiscreteProcess
 from ..processes.base import bernoulli, nucleus
 from ..schedules import NoiseSchedule
-from .correctors import Ancestral, StepGrid, StepSchedule
+from ..step_schedules import Ancestral, StepGrid, StepSchedule
 
 
 @dataclass
@@ -86,7 +86,7 @@ def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser
     guidance: a strategy (discdiff.guidance) that returns each step's distribution; without one,
     each step draws from the posterior with the fast exact `process.reverse_step`.
     cond: labels (B,) for a conditional denoiser (unguided sampling).
-    corrector: the step schedule (`sampling.correctors`); None: ancestral.
+    corrector: the step schedule (`discdiff.step_schedules`); None: ancestral.
     argmax: take the most likely token of every step instead of sampling it (deterministic);
     greedy_last: of the last step only.
     top_p: nucleus of every prediction x_theta (1: all tokens).

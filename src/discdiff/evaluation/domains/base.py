@@ -25,8 +25,8 @@ class Axis:
 class Context:
     """What a domain is built from: the model's `data` section, the command's configuration, the
     device to score on, the evaluation classifier (None: none), the model (None when a file of
-    samples is scored without it) and the generator's sequence length (its data.length; None:
-    unknown)."""
+    samples is scored without it) and the samples' length (sampling.length where set, for
+    semi-autoregressive samples, else the generator's data.length; None: unknown)."""
 
     data: DictConfig
     cfg: DictConfig

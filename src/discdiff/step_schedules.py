@@ -31,7 +31,7 @@ from typing import Optional
 
 import torch
 
-from ..schedules import NoiseSchedule
+from .schedules import NoiseSchedule
 
 _MIN_ALPHA = 1e-12
 
