@@ -297,3 +297,16 @@ def test_no_change_cache_stays_exact_under_a_corrector():
         assert torch.equal(cached.tokens, fresh.tokens)
         assert fresh.nfe == 64 and cached.nfe < 64
     assert run(CORRECTORS["remdm-loop"], True).nfe > run(Ancestral(), True).nfe  # remasking forces new calls
+
+
+def test_nucleus_top_k_shortcut_equals_the_full_sort():
+    """Rows whose nucleus fits the first k tokens and rows that need the whole sort give the set
+    the definition gives (brute force: sort every row)."""
+    g = torch.Generator().manual_seed(0)
+    log_p = torch.cat([torch.randn(20, 300, generator=g) * 4, torch.randn(20, 300, generator=g) * 0.1]).log_softmax(-1)
+    for top_p in (0.5, 0.9, 0.99):
+        ordered, order = log_p.sort(-1, descending=True)
+        before = ordered.exp().cumsum(-1) - ordered.exp()
+        expected = torch.zeros_like(log_p, dtype=torch.bool).scatter_(-1, order, before < top_p)
+        got = torch.isfinite(nucleus(log_p[None], top_p, first_k=16))[0]
+        assert torch.equal(got, expected), top_p

@@ -200,22 +200,38 @@ def steps_plot(table: list[dict], path: Path, domain: Domain) -> None:
     if not lines:
         return
     axes = domain.steps_axes()
-    fig = Figure(figsize=(4.4 * len(axes), 4.2))
+    legend_inches = 0.2 + 0.17 * math.ceil(len(lines) / 2)  # two columns of entries below the panels
+    fig = Figure(figsize=(4.4 * len(axes), 4.2 + legend_inches))
     panels = fig.subplots(1, len(axes), squeeze=False)[0]
+    style = _line_styles(lines)
     for panel, axis in zip(panels, axes):
-        for (model, method, gamma, sampler), by_steps in sorted(lines.items()):
+        for key, by_steps in sorted(lines.items()):
             points = [(steps, _mean(rows, axis.column)) for steps, rows in sorted(by_steps.items())]
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                panel.plot(*zip(*points), marker="o", label=f"{model} {sampler} {method} gamma {gamma:g}")
+                model, method, gamma, sampler = key
+                panel.plot(*zip(*points), **style[key], label=f"{model} {sampler} {method} gamma {gamma:g}")
         panel.set_xscale("log", base=2)
         panel.set_xlabel("sampling steps")
         panel.set_ylabel(axis.label)
-    panels[0].legend(fontsize=6)
+    handles, labels = panels[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.suptitle(f"{domain.title}: quality against sampling steps")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_inches / (4.2 + legend_inches), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+
+
+def _line_styles(lines) -> dict[tuple, dict]:
+    """A colour per sampler, a line style per gamma, a marker per model and method."""
+    def index(position):
+        values = sorted({key[position] for key in lines}, key=str)
+        return {v: i for i, v in enumerate(values)}
+    samplers, gammas = index(3), index(2)
+    models = {v: i for i, v in enumerate(sorted({key[:2] for key in lines}))}
+    dashes, markers = ("-", "--", ":", "-."), "osD^v<>"
+    return {key: {"color": f"C{samplers[key[3]] % 10}", "linestyle": dashes[gammas[key[2]] % 4],
+                  "marker": markers[models[key[:2]] % len(markers)]} for key in lines}
 
 
 def _mean(rows: list[dict], column: str) -> Optional[float]:

@@ -62,17 +62,30 @@ def cross_entropy_(x: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor) 
     return nll, g.mul_(scale[:, None].to(g.dtype))
 
 
-def nucleus(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
+def nucleus(log_probs: torch.Tensor, top_p: float, first_k: int = 512) -> torch.Tensor:
     """Nucleus (top-p) filtering of normalised log-probabilities (..., V): each row keeps its
     smallest set of most likely tokens whose probability reaches top_p (ties broken by the sort),
-    renormalised; the others become -inf. top_p >= 1 returns the input unchanged."""
+    renormalised; the others become -inf. top_p >= 1 returns the input unchanged. Rows whose
+    nucleus lies within their `first_k` most likely tokens are found with a top-k (several times
+    cheaper than sorting 30,000 word pieces); the others are sorted whole."""
     if top_p >= 1:
         return log_probs
-    ordered, order = log_probs.sort(dim=-1, descending=True)
+    rows = log_probs.reshape(-1, log_probs.shape[-1])
+    keep = _nucleus_rows(rows, top_p, min(first_k, rows.shape[-1]))
+    wide = ~keep.any(dim=-1)  # the top k did not reach top_p
+    if wide.any():
+        keep[wide] = _nucleus_rows(rows[wide], top_p, rows.shape[-1])
+    return rows.masked_fill(~keep, float("-inf")).log_softmax(dim=-1).view_as(log_probs)
+
+
+def _nucleus_rows(rows: torch.Tensor, top_p: float, k: int) -> torch.Tensor:
+    """(n, V) bool: each row's nucleus among its k most likely tokens; all False where those k
+    tokens hold less than top_p."""
+    ordered, order = rows.topk(k, dim=-1)
     probs = ordered.exp()
-    before = probs.cumsum(dim=-1) - probs  # mass of the more likely tokens
-    drop = torch.zeros_like(before, dtype=torch.bool).scatter_(-1, order, before >= top_p)
-    return log_probs.masked_fill(drop, float("-inf")).log_softmax(dim=-1)
+    total = probs.cumsum(dim=-1)
+    inside = (total - probs < top_p) & (total[:, -1:] >= top_p)  # the mass before a kept token is below p
+    return torch.zeros_like(rows, dtype=torch.bool).scatter_(-1, order, inside)
 
 
 def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
