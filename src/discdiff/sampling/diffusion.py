@@ -32,8 +32,8 @@ at those positions, the usual clamping approximation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -132,20 +132,21 @@ def _check_blocks(window: int, length: int, block_length: Optional[int]) -> None
 def _denoise(run: _Run, xt: torch.Tensor, context: Optional[torch.Tensor]) -> tuple[torch.Tensor, int]:
     """All steps of the grid from x_t (B, L); `context` (B, c): the first c tokens held fixed."""
     steps, cached, nfe = len(run.grid), None, 0
+    kappas = run.grid.kappas.tolist()  # read once: no device read per step
     bar = tqdm(range(steps), desc="sampling", disable=not run.progress, leave=False)
     for k in bar:
         alpha_t, alpha_s = (run.grid.alphas[i].to(run.dtype).expand(xt.shape[0]) for i in (k, k + 1))
         sigma_t = run.grid.sigmas[k].expand(xt.shape[0])
         if run.guidance is None:
-            transition, cached, calls = _Posterior.at(run, xt, alpha_t, sigma_t, cached)
+            transition, cached = _Posterior.at(run, xt, alpha_t, sigma_t, cached)
         else:
-            transition, calls = _Guided(run, Step(run.process, run.denoiser, xt, alpha_t, alpha_t, sigma_t, sigma_t,
-                                                  run.cond, run.dtype, top_p=run.top_p)), 0
+            transition = _Guided(run, Step(run.process, run.denoiser, xt, alpha_t, alpha_t, sigma_t, sigma_t,
+                                           run.cond, run.dtype, top_p=run.top_p))
         greedy = run.argmax or (run.greedy_last and k == steps - 1)
-        xs = _next(run, transition, xt, alpha_s, float(run.grid.kappas[k]), greedy)
+        xs = _next(run, transition, xt, alpha_s, kappas[k], greedy)
         if context is not None:
             xs[:, :context.shape[1]] = context
-        nfe += calls + transition.nfe
+        nfe += transition.nfe
         xt = xs
         bar.set_postfix(nfe=nfe)
     return xt, nfe
@@ -179,14 +180,14 @@ class _Posterior:
 
     @classmethod
     def at(cls, run: _Run, xt, alpha_t, sigma_t, cached):
-        """(transition, cache for the next step, denoiser calls): the previous prediction is
-        reused while x_t is unchanged and the denoiser ignores time."""
+        """(transition, cache for the next step); its `nfe` is 1, or 0 when the previous prediction
+        is reused (x_t unchanged and a denoiser that ignores time)."""
         if run.use_cache and cached is not None and torch.equal(cached[0], xt):
             log_x_theta, calls = cached[1], 0
         else:
             log_x_theta = run.process.predict_x0(run.denoiser(xt, sigma_t, run.cond), xt)
             log_x_theta, calls = nucleus(log_x_theta, run.top_p).to(run.dtype), 1
-        return cls(run.process, log_x_theta, xt, alpha_t), (xt, log_x_theta), calls
+        return cls(run.process, log_x_theta, xt, alpha_t, calls), (xt, log_x_theta)
 
     def log_probs(self, alpha_s, jump: bool = False):
         return self.process.log_posterior(self.log_x_theta, self.xt, alpha_s, self.alpha_t)
@@ -205,7 +206,7 @@ class _Guided:
     def step(self, alpha_s, jump: bool = False) -> Step:
         """The `Step` to level alpha_s (B,); `jump`: the corrector's jump to clean data, whose
         candidates a classifier scores at `process.clean_jump_sigma`."""
-        key = (float(alpha_s[0]), jump)
+        key = jump  # one x_t goes to this step's alpha_s or, jumping, to clean data: no device read
         if key not in self.steps:
             sigma_s = self.run.process.clean_jump_sigma(self.base.sigma_t) if jump \
                 else -torch.log(alpha_s.float().clamp_min(1e-12))
