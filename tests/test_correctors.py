@@ -2,6 +2,7 @@
 semi-autoregressive blocks, against exact oracles of toy problems."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -211,7 +212,7 @@ def test_bad_sampler_settings_are_refused_in_one_line():
             run(**kwargs)
         assert "\n" not in str(err.value)
     for kwargs, word in [({"method": "psi", "kappa": 1.5}, "kappa"), ({"method": "remdm", "eta": -1.0}, "eta"),
-                         ({"method": "remdm", "remdm_schedule": "conf"}, "remdm_schedule"),
+                         ({"method": "remdm", "remdm_schedule": "bogus"}, "remdm_schedule"),
                          ({"method": "psi", "t_on": 0.1, "t_off": 0.5}, "t_off"), ({"method": "greedy"}, "method")]:
         with pytest.raises(ValueError, match=word):
             step_schedule(**kwargs)
@@ -233,6 +234,77 @@ def test_remdm_cap_is_the_remasking_probability_of_its_paper():
         assert float(kernel[0, m]) == pytest.approx(sigma)  # an unmasked token is remasked
         reveal = (alpha_s - (1 - sigma) * alpha_t) / (1 - alpha_t)
         assert float(1 - kernel[m, m]) == pytest.approx(reveal)
+
+
+def test_remdm_conf_remasks_each_token_with_its_papers_probability():
+    """ReMDM's conf schedule: sigma^l = w^l min(1, (1 - alpha_s) / alpha_t) with w the softmax over
+    the unmasked positions of minus the probability each token was decoded with (their code:
+    conf = -p_x0[x_s], -inf at masks); the corrected kernel of position l remasks it with sigma^l."""
+    process, conf = PROCESSES["absorbing"], ReMDM("conf")
+    grid = conf.grid(50, 1e-5, LogLinear())
+    probs, decoded = [0.9, 0.2, 0.0, 0.6], [True, True, False, True]
+    weights = [math.exp(-p) * d for p, d in zip(probs, decoded)]
+    p0 = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    checked = 0
+    for k in (10, 30, 45):
+        alpha_t, alpha_s = float(grid.alphas[k]), float(grid.alphas[k + 1])
+        kappas = conf.position_kappas(float(grid.rates[k]), torch.tensor([probs], dtype=torch.float64),
+                                      torch.tensor([decoded]))[0]
+        for position, weight in enumerate(weights):
+            sigma = weight / sum(weights) * min(1.0, (1 - alpha_s) / alpha_t)
+            assert float(kappas[position]) == pytest.approx(max(0.0, 1 - sigma / (1 - alpha_s)))
+            if decoded[position] and sigma <= 1 - alpha_s:
+                _, _, kernel = _one_position_kernel(process, p0, alpha_t, alpha_s, float(kappas[position]))
+                assert float(kernel[0, process.mask_index]) == pytest.approx(sigma)
+                checked += 1
+    assert checked >= 6
+    nothing = conf.position_kappas(2.0, torch.zeros(1, 4), torch.zeros(1, 4, dtype=torch.bool))
+    assert torch.equal(nothing, torch.ones(1, 4, dtype=torch.float64))  # all masked: no correction
+
+
+def _remask_rates(corrector, n=500, steps=48):
+    """How often a decoded token is remasked in one step, for an absorbing sampler on 16 positions
+    whose denoiser is sure of the even ones (one token at probability ~1) and unsure of the odd ones
+    (uniform over 4 tokens): (rate at sure positions, rate at unsure ones), over the last quarter of
+    the steps (conf spends all of sigma_max on the decoded tokens, so until most are decoded many
+    weights hit the clip of kappa at 0, which evens the rates out)."""
+    process, seen = AbsorbingProcess(5, 4), []
+
+    def denoiser(xt, sigma, cond=None):
+        seen.append(xt.clone())
+        logits = torch.zeros(*xt.shape, 5)
+        logits[:, ::2, 0] = 12.0
+        return logits
+
+    out = sample(process, LogLinear(), denoiser, (n, 16), steps, corrector=corrector,
+                 generator=torch.Generator().manual_seed(0))
+    states = torch.stack(seen + [out.tokens])[3 * steps // 4:]  # (steps / 4 + 1, n, 16)
+    decoded = states[:-1] != 4
+    events, exposure = (decoded & (states[1:] == 4)).sum(dim=(0, 1)), decoded.sum(dim=(0, 1))
+    assert events.sum() > 200
+    return float(events[::2].sum() / exposure[::2].sum()), float(events[1::2].sum() / exposure[1::2].sum())
+
+
+def test_remdm_conf_remasks_the_least_confident_tokens_first():
+    """The sampler carries each token's decoding probability: under conf an unsure token is
+    remasked up to exp(1 - 1/4) ~ 2.1 times as often as a sure one; rescale treats them alike."""
+    sure, unsure = _remask_rates(ReMDM("conf"))
+    assert 1.45 < unsure / sure < 2.2
+    sure, unsure = _remask_rates(ReMDM("rescale", eta=0.05))
+    assert 0.85 < unsure / sure < 1.15
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_remdm_conf_composes_with_guidance(name):
+    """conf under D-CFG and exact D-CBG: one network call per step (two for D-CFG), clean output,
+    and a different draw than ancestral sampling."""
+    toy = oracle.Toy(PROCESSES[name])
+    for guidance, calls in ((CFG(2.0, TARGET, NULL), 2), (CBG(toy.classifier, 2.0, TARGET), 1)):
+        run = lambda corrector: sample(toy.process, LogLinear(), toy.denoiser, (256, oracle.L), 16, guidance=guidance,
+                                       corrector=corrector, generator=torch.Generator().manual_seed(3))
+        out = run(ReMDM("conf"))
+        assert out.nfe == 16 * calls and not (out.tokens >= V_DATA).any()
+        assert not torch.equal(out.tokens, run(Ancestral()).tokens)
 
 
 @pytest.mark.parametrize("process", [UniformProcess(10), AbsorbingProcess(11, 10)], ids=["uniform", "absorbing"])

@@ -19,8 +19,15 @@ that are independent), so the mixture does too. kappa = 1 is ancestral sampling.
   kappa = 1 - sigma_t / (1 - alpha_s) (so it applies to uniform noise too, as in Duo++). Schedules:
   "cap" sigma = min(eta, (1 - alpha_s) / alpha_t), "rescale" sigma = eta min(1, (1 - alpha_s) / alpha_t),
   "loop": alpha rises linearly to alpha_on by t_on, stays there until t_off with sigma = eta (pure
-  corrector steps), then rises to 1. kappa is clipped to [0, 1] (Duo++'s implementation); that
-  bounds sigma by 1 - alpha_s where ReMDM's own code allows up to (1 - alpha_s) / alpha_t.
+  corrector steps), then rises to 1; "conf": per position, sigma^l = w^l sigma_max with
+  sigma_max = min(1, (1 - alpha_s) / alpha_t) and w = softmax over the decoded positions of minus the
+  probability each token was drawn with (`position_kappas`; the sampler carries those
+  probabilities from step to step), so the least confident tokens are remasked first. kappa is
+  clipped to [0, 1] (Duo++'s implementation); that bounds sigma by 1 - alpha_s where ReMDM's own
+  code allows up to (1 - alpha_s) / alpha_t.
+
+A grid stores per step the corrector's rate r = 1 - kappa before clipping (ReMDM:
+r = sigma / (1 - alpha_s)), so that a per-position weight w^l in [0, 1] gives kappa^l = clip(1 - w^l r).
 """
 
 from __future__ import annotations
@@ -39,14 +46,20 @@ _MIN_ALPHA = 1e-12
 @dataclass(frozen=True)
 class StepGrid:
     """alphas (steps + 1,) float64, increasing to alphas[-1] = 1; sigmas (steps,) the denoiser's
-    noise level at each step's x_t; kappas (steps,) float64 in [0, 1] (1: an ancestral step)."""
+    noise level at each step's x_t; rates (steps,) float64 >= 0, the corrector's rate 1 - kappa
+    before clipping (0: an ancestral step; the last step, onto clean data, always has 0)."""
 
     alphas: torch.Tensor
     sigmas: torch.Tensor
-    kappas: torch.Tensor
+    rates: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.sigmas)
+
+    @property
+    def kappas(self) -> torch.Tensor:
+        """(steps,) float64 in [0, 1]: each step's weight of the ancestral posterior."""
+        return (1 - self.rates).clamp(0.0, 1.0)
 
 
 def time_grid(steps: int, eps: float, device=None) -> torch.Tensor:
@@ -83,6 +96,15 @@ class StepSchedule(ABC):
         """A short, file-name-safe name with the parameters (tables, sample files)."""
         return self.name
 
+    #: whether `position_kappas` reads the confidence of the tokens (the sampler then tracks it)
+    uses_confidence = False
+
+    def position_kappas(self, rate: float, confidence: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """kappa per position (B, L) float64 for a step of corrector rate `rate`, given the probability
+        (B, L) each position's token was drawn with and which positions may be corrected (B, L) bool.
+        This default: the step's kappa at every position."""
+        return torch.full(decoded.shape, min(max(1 - rate, 0.0), 1.0), dtype=torch.float64, device=decoded.device)
+
 
 class Ancestral(StepSchedule):
     name = "ancestral"
@@ -90,7 +112,7 @@ class Ancestral(StepSchedule):
     def grid(self, steps, eps, schedule, device=None) -> StepGrid:
         times = time_grid(steps, eps, device)
         alphas = _with_clean_end(schedule.alpha(times.double()))
-        return StepGrid(alphas, schedule.sigma(times), torch.ones(steps, dtype=torch.float64, device=times.device))
+        return StepGrid(alphas, schedule.sigma(times), torch.zeros(steps, dtype=torch.float64, device=times.device))
 
     def corrects(self) -> bool:
         return False
@@ -119,20 +141,21 @@ class Psi(StepSchedule):
     def grid(self, steps, eps, schedule, device=None) -> StepGrid:
         plain = Ancestral().grid(steps, eps, schedule, device)
         times = time_grid(steps, eps, device).double()
-        kappas = torch.where(_in_window(times, self.t_on, self.t_off), self.kappa, 1.0).double()
-        kappas[-1] = 1.0  # the last step lands on clean data: a corrector would put noise back
-        return StepGrid(plain.alphas, plain.sigmas, kappas)
+        rates = torch.where(_in_window(times, self.t_on, self.t_off), 1 - self.kappa, 0.0).double()
+        rates[-1] = 0.0  # the last step lands on clean data: a corrector would put noise back
+        return StepGrid(plain.alphas, plain.sigmas, rates)
 
     def label(self) -> str:
         return f"psi-k{self.kappa:g}-t{self.t_off:g}-{self.t_on:g}"
 
 
-REMDM_SCHEDULES = ("cap", "rescale", "loop")
+REMDM_SCHEDULES = ("cap", "rescale", "conf", "loop")
 
 
 @dataclass(frozen=True)
 class ReMDM(StepSchedule):
-    """Remasking schedules (module docstring); `eta` is ReMDM's eta_cap, eta_rescale or the loop's eta."""
+    """Remasking schedules (module docstring); `eta` is ReMDM's eta_cap, eta_rescale or the loop's
+    eta ("conf" has none: its weights take eta's place)."""
 
     schedule: str = "loop"
     eta: float = 0.02
@@ -159,10 +182,24 @@ class ReMDM(StepSchedule):
         if self.schedule == "cap":
             sigma = torch.where(alpha_t > 0, bound.clamp_max(self.eta), self.eta)
         else:
-            sigma = self.eta * bound.clamp_max(1.0)
-        return StepGrid(plain.alphas, plain.sigmas, _kappas(sigma, alpha_s))
+            sigma = (1.0 if self.schedule == "conf" else self.eta) * bound.clamp_max(1.0)
+        return StepGrid(plain.alphas, plain.sigmas, _rates(sigma, alpha_s))
+
+    @property
+    def uses_confidence(self) -> bool:
+        return self.schedule == "conf"
+
+    def position_kappas(self, rate, confidence, decoded):
+        """"conf": kappa^l = clip(1 - w^l rate), w = softmax over the decoded positions of
+        -confidence (0 elsewhere; a row with none decoded is not corrected)."""
+        if not self.uses_confidence:
+            return super().position_kappas(rate, confidence, decoded)
+        weights = (-confidence.double()).masked_fill(~decoded, float("-inf")).softmax(dim=-1).nan_to_num(0.0)
+        return (1 - weights * rate).clamp(0.0, 1.0)
 
     def label(self) -> str:
+        if self.schedule == "conf":
+            return "remdm-conf"
         loop = f"-a{self.alpha_on:g}-t{self.t_off:g}-{self.t_on:g}" if self.schedule == "loop" else ""
         return f"remdm-{self.schedule}-eta{self.eta:g}{loop}"
 
@@ -179,13 +216,13 @@ class ReMDM(StepSchedule):
         plateau = (alpha_t == self.alpha_on) & (alpha_s == self.alpha_on)
         sigma = torch.where(plateau, self.eta, 0.0).double()
         sigmas = -torch.log(alpha_t.clamp_min(_MIN_ALPHA)).float()
-        return StepGrid(alphas, sigmas, _kappas(sigma, alpha_s))
+        return StepGrid(alphas, sigmas, _rates(sigma, alpha_s))
 
 
-def _kappas(sigma: torch.Tensor, alpha_s: torch.Tensor) -> torch.Tensor:
-    """kappa = 1 - sigma / (1 - alpha_s), clipped to [0, 1]; 1 where alpha_s = 1 (the last step)."""
-    kappa = 1 - sigma / (1 - alpha_s).clamp_min(_MIN_ALPHA)
-    return torch.where(alpha_s < 1, kappa.clamp(0.0, 1.0), 1.0).double()
+def _rates(sigma: torch.Tensor, alpha_s: torch.Tensor) -> torch.Tensor:
+    """r = sigma / (1 - alpha_s) (kappa = 1 - r before clipping); 0 where alpha_s = 1 (the last step)."""
+    rate = sigma / (1 - alpha_s).clamp_min(_MIN_ALPHA)
+    return torch.where(alpha_s < 1, rate, 0.0).double()
 
 
 METHODS = ("ancestral", "remdm", "psi")

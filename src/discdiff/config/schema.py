@@ -321,10 +321,12 @@ class Sampling(Section):
                     "corrector mix, Duo++); every guidance method composes with each")
     kappa: Annotated[float, Field(ge=0, le=1)] = Field(
         description="psi: weight of the posterior in a corrected step (1 = ancestral) on [t_off, t_on]")
-    remdm_schedule: Literal["cap", "rescale", "loop"] = Field(
-        description="remdm: sigma_t = min(eta, sigma_max) (cap), eta sigma_max (rescale), or eta on a plateau "
-                    "alpha = alpha_on over [t_off, t_on] (loop)")
-    eta: NonNegativeFloat = Field(description="remdm: the remasking probability parameter of remdm_schedule")
+    remdm_schedule: Literal["cap", "rescale", "conf", "loop"] = Field(
+        description="remdm: sigma_t = min(eta, sigma_max) (cap), eta sigma_max (rescale), w sigma_max per token with w "
+                    "the softmax of minus the decoded tokens' probabilities (conf), or eta on a plateau alpha = "
+                    "alpha_on over [t_off, t_on] (loop)")
+    eta: NonNegativeFloat = Field(description="remdm: the remasking probability parameter of remdm_schedule (cap, "
+                                              "rescale, loop; conf has none)")
     t_on: Optional[OpenUnitFloat] = Field(description="start (in t, from 1 down) of the corrector's window; null = "
                                                       "the method's default (psi 0.5, remdm loop 0.55)")
     t_off: Optional[OpenUnitFloat] = Field(description="end of the corrector's window; null = the method's default "

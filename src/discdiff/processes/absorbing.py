@@ -121,6 +121,9 @@ class AbsorbingProcess(DiscreteProcess):
         (about half the positions on average over t)."""
         return xt == self.mask_index if self.carry_over else None
 
+    def decoded(self, x):
+        return x != self.mask_index
+
     def clean_jump_sigma(self, sigma_t):
         """sigma_t: the candidate still holds the masks of x_t, which no clean sequence has; at level t
         it is exactly what it is, since an unmasked token is its clean value at every level."""

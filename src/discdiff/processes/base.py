@@ -219,6 +219,11 @@ class DiscreteProcess(ABC):
         log_p, log_q = (self.log_posterior(self.predict_x0(x, xt).to(dtype), xt, alpha_s, alpha_t) for x in logits)
         return sample_categorical(temper(log_p, log_q, gamma), generator)
 
+    def decoded(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool: the positions of x holding a data token rather than an absorbing state (the
+        ones a remasking corrector may put back). This default: every position."""
+        return torch.ones_like(x, dtype=torch.bool)
+
     def clean_jump_sigma(self, sigma_t: torch.Tensor) -> torch.Tensor:
         """The noise level (B,) at which a noisy classifier scores x_t with one token set to a clean
         value when the step jumps to clean data (a corrector's step to alpha = 1; D-CBG scores an

@@ -11,7 +11,10 @@ followed by forward noise to s:
 
 where G is the step's (guided) distribution to s, and to alpha = 1 for the jump: the strategy
 reshapes both, so every guidance method composes with every corrector. Both draws come from one
-network evaluation (the strategy's predictions at x_t are shared by the two).
+network evaluation (the strategy's predictions at x_t are shared by the two). kappa is one number
+per step, or one per position for a schedule that reads the tokens' confidence (ReMDM "conf"): the
+sampler then carries, per position, the probability G(x_0 = v | x_t) its token v had at the step
+that last changed it (0 for the prior's draw).
 
 The grid has `steps` network evaluations and ends on alpha = 1, so no noise (and no mask)
 survives. `top_p` restricts every prediction x_theta to its nucleus (the smallest set of tokens
@@ -62,6 +65,7 @@ class _Run:
     process: DiscreteProcess
     denoiser: Denoiser
     grid: StepGrid
+    corrector: StepSchedule
     guidance: Optional[Guidance]
     cond: Optional[torch.Tensor]
     dtype: torch.dtype
@@ -104,8 +108,9 @@ def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser
     if guidance is not None:
         guidance.check_family(DIFFUSION)
     xt = process.sample_prior(shape, device=device, generator=generator)
-    grid = (corrector or Ancestral()).grid(steps, eps, schedule, device=xt.device)
-    run = _Run(process, denoiser, grid, guidance, cond, torch.float64 if float64 else torch.float32, argmax,
+    corrector = corrector or Ancestral()
+    grid = corrector.grid(steps, eps, schedule, device=xt.device)
+    run = _Run(process, denoiser, grid, corrector, guidance, cond, torch.float64 if float64 else torch.float32, argmax,
                greedy_last, top_p, use_cache and not time_conditioned, generator, progress)
     tokens, nfe = _denoise(run, xt, None)
     while tokens.shape[1] < length:
@@ -132,7 +137,8 @@ def _check_blocks(window: int, length: int, block_length: Optional[int]) -> None
 def _denoise(run: _Run, xt: torch.Tensor, context: Optional[torch.Tensor]) -> tuple[torch.Tensor, int]:
     """All steps of the grid from x_t (B, L); `context` (B, c): the first c tokens held fixed."""
     steps, cached, nfe = len(run.grid), None, 0
-    kappas = run.grid.kappas.tolist()  # read once: no device read per step
+    kappas, rates = run.grid.kappas.tolist(), run.grid.rates.tolist()  # read once: no device read per step
+    confidence = torch.zeros(xt.shape, dtype=run.dtype, device=xt.device) if run.corrector.uses_confidence else None
     bar = tqdm(range(steps), desc="sampling", disable=not run.progress, leave=False)
     for k in bar:
         alpha_t, alpha_s = (run.grid.alphas[i].to(run.dtype).expand(xt.shape[0]) for i in (k, k + 1))
@@ -143,29 +149,50 @@ def _denoise(run: _Run, xt: torch.Tensor, context: Optional[torch.Tensor]) -> tu
             transition = _Guided(run, Step(run.process, run.denoiser, xt, alpha_t, alpha_t, sigma_t, sigma_t,
                                            run.cond, run.dtype, top_p=run.top_p))
         greedy = run.argmax or (run.greedy_last and k == steps - 1)
-        xs = _next(run, transition, xt, alpha_s, kappas[k], greedy)
+        kappa = kappas[k] if confidence is None or rates[k] <= 0 else \
+            run.corrector.position_kappas(rates[k], confidence, _correctable(run.process, xt, context))
+        xs = _next(run, transition, xt, alpha_s, kappa, greedy)
         if context is not None:
             xs[:, :context.shape[1]] = context
+        if confidence is not None:
+            confidence = _confidence(transition, xt, xs, torch.ones_like(alpha_s), confidence)
         nfe += transition.nfe
         xt = xs
         bar.set_postfix(nfe=nfe)
     return xt, nfe
 
 
-def _next(run: _Run, transition, xt, alpha_s, kappa: float, greedy: bool) -> torch.Tensor:
-    """x_s from the step's distribution: the transition to s, mixed for kappa < 1 with the jump
-    to alpha = 1 noised forward to s (module docstring)."""
-    if kappa >= 1:
+def _correctable(process: DiscreteProcess, xt: torch.Tensor, context: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, L) bool: the decoded positions outside the fixed context."""
+    decoded = process.decoded(xt)
+    if context is not None:
+        decoded[:, :context.shape[1]] = False
+    return decoded
+
+
+def _confidence(transition, xt, xs, clean, confidence) -> torch.Tensor:
+    """The probability under the jump's distribution G(x_0 | x_t) of each token that changed in this
+    step; the old confidence where nothing changed. `clean`: alpha = 1 (B,)."""
+    jump = transition.log_probs(clean, jump=True)
+    drawn = jump.gather(-1, xs[..., None]).squeeze(-1).exp().to(confidence.dtype)
+    return torch.where(xs != xt, drawn, confidence)
+
+
+def _next(run: _Run, transition, xt, alpha_s, kappa: float | torch.Tensor, greedy: bool) -> torch.Tensor:
+    """x_s from the step's distribution: the transition to s, mixed for kappa < 1 (a number, or
+    (B, L) per position) with the jump to alpha = 1 noised forward to s (module docstring)."""
+    if not torch.is_tensor(kappa) and kappa >= 1:
         return transition.log_probs(alpha_s).argmax(-1) if greedy else transition.sample(alpha_s, run.generator)
+    kappa = torch.as_tensor(kappa, dtype=torch.float64, device=xt.device).expand(xt.shape)
     clean = torch.ones_like(alpha_s)
     if greedy:
         jumped = run.process.log_marginal(transition.log_probs(clean, jump=True), alpha_s).exp()
-        return (kappa * transition.log_probs(alpha_s).exp() + (1 - kappa) * jumped).argmax(-1)
+        weight = kappa[..., None].to(jumped.dtype)
+        return (weight * transition.log_probs(alpha_s).exp() + (1 - weight) * jumped).argmax(-1)
     xs = transition.sample(alpha_s, run.generator)
     x0 = transition.sample(clean, run.generator, jump=True)
     noised = run.process.sample_xt(x0, alpha_s, run.generator)
-    keep = bernoulli(torch.full(xt.shape, kappa, device=xt.device, dtype=torch.float64), run.generator)
-    return torch.where(keep, xs, noised)
+    return torch.where(bernoulli(kappa, run.generator), xs, noised)
 
 
 @dataclass
