@@ -371,14 +371,28 @@ def test_no_change_cache_stays_exact_under_a_corrector():
     assert run(CORRECTORS["remdm-loop"], True).nfe > run(Ancestral(), True).nfe  # remasking forces new calls
 
 
-def test_nucleus_top_k_shortcut_equals_the_full_sort():
-    """Rows whose nucleus fits the first k tokens and rows that need the whole sort give the set
-    the definition gives (brute force: sort every row)."""
+def _sorted_nucleus(log_p: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The definition by brute force: sort every row, sums in float64."""
+    ordered, order = log_p.double().sort(-1, descending=True)
+    before = ordered.exp().cumsum(-1) - ordered.exp()
+    return torch.zeros_like(log_p, dtype=torch.bool).scatter_(-1, order, before < top_p)
+
+
+def test_nucleus_top_k_shortcut_and_buckets_equal_the_full_sort():
+    """Rows whose nucleus fits the first k tokens, flat rows (found by buckets of log-probability),
+    rows whose nucleus reaches past the buckets' span (float64: it takes p within 1e-10 of 1) and
+    uniform rows give the set the definition gives."""
     g = torch.Generator().manual_seed(0)
-    log_p = torch.cat([torch.randn(20, 300, generator=g) * 4, torch.randn(20, 300, generator=g) * 0.1]).log_softmax(-1)
+    log_p = torch.cat([torch.randn(20, 300, generator=g) * 4, torch.randn(20, 300, generator=g) * 0.1,
+                       torch.randn(20, 300, generator=g) * 2]).log_softmax(-1)
     for top_p in (0.5, 0.9, 0.99):
-        ordered, order = log_p.sort(-1, descending=True)
-        before = ordered.exp().cumsum(-1) - ordered.exp()
-        expected = torch.zeros_like(log_p, dtype=torch.bool).scatter_(-1, order, before < top_p)
         got = torch.isfinite(nucleus(log_p[None], top_p, first_k=16))[0]
-        assert torch.equal(got, expected), top_p
+        assert torch.equal(got, _sorted_nucleus(log_p, top_p)), top_p
+    tail = torch.randn(10, 300, generator=g, dtype=torch.float64)
+    tail[:, 150:] -= 22.0  # below the span of 20 nats: the last bucket holds them
+    tail = tail.log_softmax(-1)
+    expected = _sorted_nucleus(tail, 1 - 1e-10)
+    assert expected[:, 150:].any() and not expected[:, 150:].all()
+    assert torch.equal(torch.isfinite(nucleus(tail, 1 - 1e-10, first_k=16)), expected)
+    uniform = torch.full((3, 1000), -math.log(1000))
+    assert torch.isfinite(nucleus(uniform, 0.2505, first_k=16)).sum(-1).tolist() == [251] * 3  # ties: the count

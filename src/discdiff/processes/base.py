@@ -64,17 +64,18 @@ def cross_entropy_(x: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor) 
 
 def nucleus(log_probs: torch.Tensor, top_p: float, first_k: int = 512) -> torch.Tensor:
     """Nucleus (top-p) filtering of normalised log-probabilities (..., V): each row keeps its
-    smallest set of most likely tokens whose probability reaches top_p (ties broken by the sort),
-    renormalised; the others become -inf. top_p >= 1 returns the input unchanged. Rows whose
-    nucleus lies within their `first_k` most likely tokens are found with a top-k (several times
-    cheaper than sorting 30,000 word pieces); the others are sorted whole."""
+    smallest set of most likely tokens whose probability reaches top_p (ties broken by the order of
+    a top-k), renormalised; the others become -inf. top_p >= 1 returns the input unchanged. Rows
+    whose nucleus lies within their `first_k` most likely tokens are found with a top-k (several
+    times cheaper than sorting 30,000 word pieces); the others by buckets of log-probability
+    (`_nucleus_by_buckets`), which orders only the tokens of one bucket instead of the whole row."""
     if top_p >= 1:
         return log_probs
     rows = log_probs.reshape(-1, log_probs.shape[-1])
     keep = _nucleus_rows(rows, top_p, min(first_k, rows.shape[-1]))
     wide = ~keep.any(dim=-1)  # the top k did not reach top_p
     if wide.any():
-        keep[wide] = _nucleus_rows(rows[wide], top_p, rows.shape[-1])
+        keep[wide] = _nucleus_by_buckets(rows[wide], top_p)
     return rows.masked_fill(~keep, float("-inf")).log_softmax(dim=-1).view_as(log_probs)
 
 
@@ -86,6 +87,34 @@ def _nucleus_rows(rows: torch.Tensor, top_p: float, k: int) -> torch.Tensor:
     total = probs.cumsum(dim=-1)
     inside = (total - probs < top_p) & (total[:, -1:] >= top_p)  # the mass before a kept token is below p
     return torch.zeros_like(rows, dtype=torch.bool).scatter_(-1, order, inside)
+
+
+def _nucleus_by_buckets(rows: torch.Tensor, top_p: float, buckets: int = 1024, span: float = 20.0) -> torch.Tensor:
+    """(n, V) bool: each row's nucleus, without sorting the row. Log-probabilities are put into
+    `buckets` buckets of equal width from the row's maximum down to maximum - span (the last bucket
+    also takes everything below); the mass per bucket, summed from the top, gives the bucket where
+    it reaches top_p. Tokens of the buckets above are in; the tokens of that bucket alone are
+    gathered and sorted, and taken while the mass before them is below top_p."""
+    n = rows.shape[0]
+    top = rows.max(dim=-1, keepdim=True).values
+    index = (top - rows).mul_(buckets / span).clamp_(max=buckets - 1).long()  # 0: the highest bucket
+    mass = torch.zeros(n, buckets, dtype=rows.dtype, device=rows.device).scatter_add_(1, index, rows.exp())
+    through = mass.double().cumsum(dim=-1)
+    crossing = (through < top_p).sum(dim=-1, keepdim=True).clamp_(max=buckets - 1)  # (n, 1)
+    above = through.gather(-1, crossing) - mass.gather(-1, crossing).double()
+    inside = index == crossing
+    row, col = inside.nonzero(as_tuple=True)  # row-major: each row's tokens in a run
+    counts = inside.sum(dim=-1)
+    slot = torch.arange(len(row), device=rows.device) - (counts.cumsum(0) - counts)[row]
+    values = torch.full((n, int(counts.max())), float("-inf"), dtype=rows.dtype, device=rows.device)
+    values[row, slot] = rows[row, col]
+    ordered, order = values.sort(dim=-1, descending=True)
+    probs = ordered.double().exp()
+    take = (above + probs.cumsum(dim=-1) - probs < top_p) & torch.isfinite(ordered)
+    chosen = torch.zeros_like(take).scatter_(-1, order, take)[row, slot]  # back to the gathered order
+    keep = index < crossing
+    keep.view(-1)[(row * rows.shape[1] + col)[chosen]] = True
+    return keep
 
 
 def gumbel_argmax(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
