@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from discdiff.data.cache import cache_root
+from discdiff.files import cache_root
 from discdiff.metrics.text import (
     english_tokens,
     evaluate_text_samples,

@@ -3,6 +3,7 @@
 Every file discdiff writes (checkpoints, configurations, samples, metrics, plots, processed data)
 goes to a temporary file in the target's folder, is flushed to disk and then renamed onto the
 target: a crash, a preemption or a full disk during the write leaves the previous file as it was.
+Caches of derived files live under one root (`cache_root`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+CACHE_ENV = "DISCDIFF_CACHE"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` if given, else ``$DISCDIFF_CACHE``, else ``~/.cache/discdiff``."""
+    root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "discdiff"
+    return Path(root).expanduser()
 
 
 @contextmanager

@@ -6,7 +6,7 @@ tokens and their tokenizer; :func:`build_split` gives an evaluation split (valid
 the data options; one loader module per source family reads the raw data.
 """
 
-from .cache import cache_root
+from ..files import cache_root
 from .datasets import build_datasets, build_split, build_splits, load_tokens
 from .registry import REGISTRY, DataConfig, DatasetSpec, Splits, get_spec, implemented
 from .token_files import Tokens

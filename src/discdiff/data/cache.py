@@ -23,17 +23,10 @@ from ..files import atomic_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CACHE_ENV = "DISCDIFF_CACHE"
 
 
 class CacheError(Exception):
     """A cached file exists but is unreadable or fails its checks."""
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$DISCDIFF_CACHE``, else ``~/.cache/discdiff``."""
-    root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "discdiff"
-    return Path(root).expanduser()
 
 
 def file_digest(path: Path) -> str:

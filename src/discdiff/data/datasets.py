@@ -22,7 +22,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..files import atomic_path
-from .cache import CacheError, cache_root, load_or_build, read_manifest, write_manifest
+from ..files import cache_root
+from .cache import CacheError, load_or_build, read_manifest, write_manifest
 from .registry import DataConfig, DatasetSpec
 from .sequences import Specials, sequences
 from .token_files import Tokens, encode, write

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_root, debian_package, file_digest
+from ..files import cache_root
+from .cache import debian_package, file_digest
 from .datasets import load_tokens
 from .registry import DataConfig, DatasetSpec, Splits, seeded_split
 from .tokenizers import DNATokenizer

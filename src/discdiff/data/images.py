@@ -37,7 +37,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from ..errors import described, first_line
-from .cache import cache_root, debian_package, file_digest
+from ..files import cache_root
+from .cache import debian_package, file_digest
 from .datasets import load_tokens
 from .registry import DataConfig, DatasetSpec, Splits
 from .tokenizers import PixelTokenizer

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from .. import chem
-from .cache import CacheError, cache_root, file_digest, load_or_build
+from ..files import cache_root
+from .cache import CacheError, file_digest, load_or_build
 from .registry import DataConfig, DatasetSpec, Splits, get_spec, seeded_split
 from .tokenizers import SmilesTokenizer
 

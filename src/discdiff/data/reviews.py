@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import cache_root, local_source, wheel
+from ..files import cache_root
+from .cache import local_source, wheel
 from .registry import DataConfig, DatasetSpec, Splits
 from .tokenizers import BertTokenizer
 

@@ -21,7 +21,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .cache import CacheError, cache_root, file_digest, load_or_build
+from ..files import cache_root
+from .cache import CacheError, file_digest, load_or_build
 from .registry import DataConfig, DatasetSpec, Splits
 from .tokenizers import CharTokenizer
 

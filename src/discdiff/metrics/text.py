@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.cache import cache_root, wheel
+from ..data.cache import wheel
+from ..files import cache_root
 from ..errors import first_line
 from ..files import atomic_path
 

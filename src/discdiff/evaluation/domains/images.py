@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ...data.cache import cache_root
+from ...files import cache_root
 from ...data.images import check_image_classes, real_images
 from ...data.registry import DataConfig, DatasetSpec
 from ...metrics import images as ev
