@@ -39,10 +39,13 @@ def test_training_lowers_the_loss(tmp_path, cache_dir, quick_overrides, algo):
 def test_resumed_run_continues_exactly(tmp_path, cache_dir, quick_overrides):
     """Stop after 10 steps, restart the same command: steps 10..19 match an unbroken run.
     (A constant LR keeps the schedule independent of where the run stops; the loss runs the head in
-    chunks of a few dozen positions, so the chunking is part of what must repeat exactly.)"""
+    chunks of a few dozen positions, so the chunking is part of what must repeat exactly.) DUO's
+    curriculum lasts 15 steps, so the resumed part crosses the switch to plain training."""
+    curriculum = 15
     common = quick_overrides + ["algo=udlm", "lr_scheduler=constant_warmup", "lr_scheduler.warmup_steps=3",
                                 "checkpointing.every_n_steps=10", "trainer.val_check_interval=1000",
-                                "model.dropout=0.1", "training.head_chunk_mib=0.01"]
+                                "model.dropout=0.1", "training.head_chunk_mib=0.01",
+                                f"training.curriculum.steps={curriculum}"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     train(compose(common + [f"run_dir={whole}", "trainer.max_steps=20"]))
     train(compose(common + [f"run_dir={broken}", "trainer.max_steps=10"]))
@@ -51,6 +54,8 @@ def test_resumed_run_continues_exactly(tmp_path, cache_dir, quick_overrides):
     assert sorted(b) == sorted(a) == list(range(20))
     for step in range(10, 20):
         assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6), step
+    assert read_metric(broken, "train/curriculum") == {step: float(step < 15) for step in range(20)}
+    assert sorted(read_metric(broken, "train/nelbo")) == list(range(15, 20))  # the model's NELBO: plain steps
     wa = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     wb = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)

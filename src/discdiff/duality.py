@@ -20,12 +20,19 @@ grid of g once per K, caches the table on disk under the discdiff cache root (`d
 interpolates it (cubic Hermite, from values and derivatives); its inverse solves alpha = T(a) on
 the same table. `discrete_alpha`, `discrete_alpha_derivative` and `gaussian_alpha` are the
 functional forms on the Gaussian alpha a.
+
+DUO's curriculum (Sec. 4.1 of the paper) trains a uniform-noise model on the Gaussian latents
+themselves: `DualitySchedule` is the noise schedule of a window of log-SNRs, alpha(t) = T at
+g = g_min + t (g_max - g_min), and `relaxed_latent` draws one w per position and returns both
+z = argmax(w) (distributed as x_t of uniform noise at that alpha) and the tempered relaxation
+softmax(w / tau) the network reads while the curriculum lasts (`Relaxation`).
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -33,6 +40,7 @@ from typing import Optional
 import torch
 
 from .files import atomic_path, cache_root
+from .schedules import NoiseSchedule
 
 #: the table's log-SNR range; below it alpha is 1 to double precision (nu > e^20), above it alpha
 #: follows its tangent at nu = 0, alpha = c nu (nu < e^-20)
@@ -167,3 +175,52 @@ def gaussian_alpha(discrete: torch.Tensor, vocab_size: int) -> torch.Tensor:
     alpha = torch.as_tensor(discrete, dtype=torch.float64)
     a = torch.sigmoid(-duality(vocab_size).log_snr(alpha)).sqrt()
     return torch.where(alpha <= 0, 0.0, torch.where(alpha >= 1, 1.0, a))
+
+
+class DualitySchedule(NoiseSchedule):
+    """alpha(t) = alpha(g(t)) of `Duality` with g(t) = log_snr_min + t (log_snr_max - log_snr_min): the
+    uniform-noise levels of a window of Gaussian levels, t in [0, 1] (DUO's curriculum window; its
+    LM1B scripts: g in [-3.5, -1.75])."""
+
+    def __init__(self, vocab_size: int, log_snr_min: float, log_snr_max: float):
+        if not log_snr_min < log_snr_max:
+            raise ValueError(f"the log-SNR window needs log_snr_min < log_snr_max, got [{log_snr_min}, {log_snr_max}]")
+        self.vocab_size, self.log_snr_min, self.log_snr_max = vocab_size, log_snr_min, log_snr_max
+
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        return self.log_snr_min + t * (self.log_snr_max - self.log_snr_min)
+
+    def alpha(self, t):
+        return duality(self.vocab_size).alpha(self.log_snr(t.double())).to(t.dtype)
+
+    def dalpha(self, t):
+        width = self.log_snr_max - self.log_snr_min
+        return (duality(self.vocab_size).dalpha(self.log_snr(t.double())) * width).to(t.dtype)
+
+
+def relaxed_latent(x0: torch.Tensor, log_snr: torch.Tensor, vocab_size: int, tau: float,
+                   generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z (B, L), relaxation (B, L, K)) for tokens x0 (B, L) at log-SNRs (B,): w = a onehot(x0) + s eps
+    with a = sqrt(sigmoid(-g)), s = sqrt(sigmoid(g)); z = argmax(w), uniform noise of x0 at
+    alpha = alpha(g); the relaxation softmax(w / tau) (-> onehot(z) as tau -> 0)."""
+    g = log_snr.float()[:, None, None]
+    w = torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator).mul_(torch.sigmoid(g).sqrt())
+    w.scatter_add_(-1, x0[..., None], torch.sigmoid(-g).sqrt().expand(*x0.shape, 1))
+    return w.argmax(dim=-1), w.div_(tau).softmax(dim=-1)
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """The curriculum's input: the network reads `relaxed_latent`'s tempered softmax at the levels
+    of `schedule` (its window), and the loss is the uniform-noise NELBO at z = argmax(w)."""
+
+    schedule: DualitySchedule
+    tau: float
+
+    def __post_init__(self):
+        if not self.tau > 0:
+            raise ValueError(f"training.curriculum.tau must be > 0, got {self.tau}")
+
+    def latent(self, x0: torch.Tensor, t: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, relaxation) at times t (B,) of the window."""
+        return relaxed_latent(x0, self.schedule.log_snr(t), self.schedule.vocab_size, self.tau, generator)

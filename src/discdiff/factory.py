@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import objectives
 from .data.registry import get_spec
+from .duality import DualitySchedule, Relaxation
 from .lm import AutoregressiveLM, DiffusionLM, LanguageModel, build_process, data_vocab_size, model_vocab_size
 from .models import MODEL_SIZES, HiddenStateClassifier, SequenceClassifier, build_backbone, build_encoder
 from .models.classifier import CLASSIFIER_KINDS
@@ -107,13 +108,21 @@ def build_language_model(cfg: DictConfig, *, vocab_size: int, mask_id: int, bos_
                             subs_masking=subs or bool(cfg.subs_masking))
     noise = OmegaConf.to_container(cfg.noise)
     schedule = get_schedule(noise.pop("name"), **noise)
-    return DiffusionLM(backbone(causal=False), process, schedule, cfg.data.length,
+    return DiffusionLM(backbone(causal=False), process, schedule, cfg.data.length, relaxation=_relaxation(t, process),
                        T=cfg.T, time_conditioning=bool(cfg.time_conditioning),
                        antithetic_sampling=bool(t.antithetic_sampling),
                        importance_sampling=bool(t.importance_sampling),
                        change_of_variables=bool(t.change_of_variables), sampling_eps=t.sampling_eps,
                        zero_recon_loss=bool(cfg.zero_recon_loss), use_simple_ce_loss=bool(t.use_simple_ce_loss),
                        **common)
+
+
+def _relaxation(training: DictConfig, process) -> Optional[Relaxation]:
+    """DUO's curriculum input when training.curriculum.steps > 0 (the window and tau of that section)."""
+    c = training.curriculum
+    if not c.steps:
+        return None
+    return Relaxation(DualitySchedule(process.vocab_size, float(c.log_snr_min), float(c.log_snr_max)), float(c.tau))
 
 
 def classifier_vocab_size(kind: str, diffusion: str, tokenizer) -> int:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import objectives
+from .duality import Relaxation
 from .models.fused_head import RowTerms
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
 from .sampling import SampleOutput, StepSchedule, sample, sample_autoregressive
@@ -117,6 +118,7 @@ class DiffusionLM(LanguageModel):
     """A denoiser trained with the NELBO of its process.
 
     T = 0: continuous-time NELBO (MDLM / UDLM); T > 0: discrete-time D3PM NELBO with T steps.
+    relaxation: DUO's curriculum input for a uniform-noise model (`relaxed_loss`).
     """
 
     family = "diffusion"
@@ -125,9 +127,12 @@ class DiffusionLM(LanguageModel):
                  T: int = 0, time_conditioning: bool = True, antithetic_sampling: bool = True,
                  importance_sampling: bool = False, change_of_variables: bool = False,
                  sampling_eps: float = 1e-3, zero_recon_loss: bool = False, use_simple_ce_loss: bool = False,
-                 loss_on_pad: bool = True, num_classes: Optional[int] = None, head_chunk_mib: Optional[float] = None):
+                 loss_on_pad: bool = True, num_classes: Optional[int] = None, head_chunk_mib: Optional[float] = None,
+                 relaxation: Optional[Relaxation] = None):
         super().__init__(backbone, loss_on_pad=loss_on_pad, num_classes=num_classes, head_chunk_mib=head_chunk_mib)
-        self.process, self.schedule, self.length = process, schedule, length
+        if relaxation is not None and not isinstance(process, UniformProcess):
+            raise ValueError("the Gaussian curriculum (training.curriculum) applies to uniform noise only (algo=udlm)")
+        self.process, self.schedule, self.length, self.relaxation = process, schedule, length, relaxation
         self.T, self.time_conditioning = T, time_conditioning
         self.antithetic_sampling, self.sampling_eps = antithetic_sampling, sampling_eps
         # change of variables: sample in the importance coordinate and condition the network on it
@@ -201,6 +206,26 @@ class DiffusionLM(LanguageModel):
         terms = self.nelbo_terms(x0, cond, loss_scale=_scale(x0, trained, count))
         logged = {k: _sum(terms[k], trained) / count for k in ("diffusion", "recon", "prior", "nelbo")}
         return LossOutput(terms["loss"], _sum(terms["nelbo"], counted), _count(x0, counted), logged)
+
+    def relaxed_loss(self, batch, cond=None) -> LossOutput:
+        """DUO's curriculum loss (Sec. 4.1 of arXiv 2506.10892): t ~ U[0, 1] over the relaxation's
+        log-SNR window (antithetic when configured), z = argmax(w) of a Gaussian w per position, and
+        the UDLM NELBO integrand (Schiff et al. Eq. 18) at x_t = z with alpha = T(a_t) and its
+        derivative, while the network reads softmax(w / tau). Only the window's diffusion term is
+        trained (the prior and reconstruction terms have no gradient here); it is what `terms`
+        report (as `diffusion`: the window's, not the model's diffusion term) and what nll_sum sums."""
+        if self.relaxation is None:
+            raise ValueError("this model has no curriculum: set training.curriculum.steps > 0")
+        x0, trained, counted = batch["input_ids"], self.token_mask(batch), self.counted_mask(batch, False)
+        count = _count(x0, trained)
+        t = objectives.sample_times(x0.shape[0], antithetic=self.antithetic_sampling, eps=0.0, device=x0.device)
+        weights = self._continuous_weights(_scale(x0, trained, count)[..., None], torch.ones_like(t))
+        terms = objectives.continuous_nelbo_terms(self.process, self.relaxation.schedule, self.denoiser, x0, t,
+                                                  cond=cond, reduce=False, weights=weights,
+                                                  latent=self.relaxation.latent)
+        diffusion = terms["diffusion"]
+        return LossOutput(terms["loss"], _sum(diffusion, counted), _count(x0, counted),
+                          {"diffusion": _sum(diffusion, trained) / count})
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:

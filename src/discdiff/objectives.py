@@ -120,7 +120,8 @@ def per_position(alpha: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
 
 def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser,
                            x0: torch.Tensor, t: torch.Tensor, cond=None, token_mask=None,
-                           generator=None, reduce: bool = True, weights=None) -> dict[str, torch.Tensor]:
+                           generator=None, reduce: bool = True, weights=None,
+                           latent: Callable | None = None) -> dict[str, torch.Tensor]:
     """One-sample estimate of the continuous-time NELBO's diffusion term at times t (B,).
 
     Returns `diffusion` (B,) = sum_l integrand_l(t) for one x_t ~ q(x_t | x0) (its expectation over
@@ -129,12 +130,17 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
     caller's d loss / d term, with the network's gradient (0 without weights). Both terms come
     from the head's rows in chunks (`fused_head`); the positions the process's terms never read
     (`rows_reading_logits`) skip the head.
+
+    latent: `latent(x0, t, generator) -> (x_t, network input)` when the network reads something
+    other than x_t itself: DUO's curriculum (`duality.Relaxation.latent`) draws x_t = argmax(w) of a
+    Gaussian w and hands the network softmax(w / tau) (B, L, V); the integrand stays the one at x_t,
+    so the loss is the NELBO conditioned on the discrete latent (DUO's Rao-Blackwellised form).
     """
     alpha, dalpha = schedule(t)
-    xt = process.sample_xt(x0, alpha, generator)
+    xt, network_input = (process.sample_xt(x0, alpha, generator),) * 2 if latent is None else latent(x0, t, generator)
     terms = RowTerms(process.training_terms, (x0, xt, per_position(alpha, x0), per_position(dalpha, x0)),
                      weights, process.rows_reading_logits(xt), gradient=process.training_gradient())
-    loss, values = denoiser(xt, schedule.sigma(t), cond, terms=terms)
+    loss, values = denoiser(network_input, schedule.sigma(t), cond, terms=terms)
     integrand, log_lik = values.unbind(-1)
     return {"diffusion": _masked_sum(integrand, token_mask, reduce), "log_lik": log_lik, "loss": loss}
 

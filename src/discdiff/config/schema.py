@@ -222,6 +222,22 @@ class TrainingGuidance(Section):
                                                   "training (D-CFG); > 0 needs data.label_col")
 
 
+class Curriculum(Section):
+    steps: NonNegativeInt = Field(description="optimizer steps trained on DUO's Gaussian relaxation before plain "
+                                              "training (algo=udlm); 0 = no curriculum")
+    log_snr_min: float = Field(description="the window of Gaussian log-SNRs g the curriculum trains on (DUO's "
+                                           "gamma_min; low g = little noise)")
+    log_snr_max: float = Field(description="the window's upper end (DUO's gamma_max)")
+    tau: PositiveFloat = Field(description="temperature of the relaxation softmax(w / tau) the network reads")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if not self.log_snr_min < self.log_snr_max:
+            raise ValueError(f"training.curriculum.log_snr_min={self.log_snr_min} must be below "
+                             f"training.curriculum.log_snr_max={self.log_snr_max}")
+        return self
+
+
 class Training(Section):
     ema: Probability = Field(description="decay of the moving average of the weights used for validation and "
                                          "sampling; 0 disables it")
@@ -238,6 +254,7 @@ class Training(Section):
                     "at most this many MiB (no (B, L, V) tensor in full); null: 256 on a GPU, 32 on the CPU; "
                     "0: all positions at once")
     guidance: TrainingGuidance
+    curriculum: Curriculum
 
 
 class ClassifierSection(Section):
@@ -480,6 +497,9 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _training(self):
+        if self.training.curriculum.steps and (self.diffusion != "uniform" or self.T):
+            raise ValueError("training.curriculum.steps > 0 (DUO's Gaussian curriculum) needs uniform noise in "
+                             "continuous time: algo=udlm")
         if self.training.guidance.cond_dropout > 0 and self.data.label_col is None:
             raise ValueError("training.guidance.cond_dropout > 0 needs a conditional model: set data.label_col")
         if self.lr_scheduler.min_lr > self.optim.lr:

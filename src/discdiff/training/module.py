@@ -189,12 +189,21 @@ class LitLanguageModel(ResumableModule):
         return labels
 
     # ----- training -----------------------------------------------------------------------------
+    def relaxed(self) -> bool:
+        """Whether this optimizer step trains on DUO's Gaussian relaxation (training.curriculum.steps:
+        the steps before the switch to plain training; a resumed run switches at the same step)."""
+        return self.global_step < self.cfg.training.curriculum.steps
+
     def training_step(self, batch, batch_idx):
         self.reseed()
         batch = self.augmented(batch)
-        out = self.lm.loss(batch, self.condition(batch, training=True))
+        cond = self.condition(batch, training=True)
+        relaxed = self.relaxed()
+        out = self.lm.relaxed_loss(batch, cond) if relaxed else self.lm.loss(batch, cond)
         self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
+        if self.cfg.training.curriculum.steps:
+            self.log("train/curriculum", float(relaxed))  # every step: Lightning repeats a key's last value
         if self.logs_this_step():
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
             for name, value in out.terms.items():
