@@ -1,4 +1,4 @@
-"""The `discdiff` command line: train, train-classifier, sample, prepare, export, eval ppl | qm9 | gen-ppl |
+"""The `discdiff` command line: train, train-classifier, distil, sample, prepare, export, eval ppl | qm9 | gen-ppl |
 species | images | guidance, config.
 
 Every command takes Hydra-style overrides (`key=value`, `group=option`); `discdiff config` prints
@@ -44,6 +44,8 @@ COMMANDS = {
     "train-classifier": "train (or resume) a noisy classifier for guidance=cbg (or a clean, prefix or head one: "
                         "classifier.kind): discdiff train-classifier algo=udlm data.label_col=qed "
                         "run_dir=runs/qm9-udlm-qed-clf",
+    "distil": "distil (or resume distilling) a UDLM into a few-step student by discrete consistency distillation: "
+              "discdiff distil experiment=demo distil.teacher=runs/demo run_dir=runs/demo-dcd",
     "sample": "sample from a trained run: discdiff sample run_dir=runs/qm9-udlm sampling.num_samples=256",
     "eval ppl": "NELBO, perplexity and bits per token on the test split (valid where there is none), padding "
                 "left out: discdiff eval ppl run_dir=runs/qm9-udlm",
@@ -77,7 +79,7 @@ def _parser(key_reference: bool = False) -> argparse.ArgumentParser:
                "Groups: algo, model, data, noise, lr_scheduler, logger, guidance, experiment. "
                "`discdiff config` shows every key.")
     commands = parser.add_subparsers(dest="command", metavar="command")
-    for name in ("train", "train-classifier", "sample", "prepare", "export", "config"):
+    for name in ("train", "train-classifier", "distil", "sample", "prepare", "export", "config"):
         epilog = as_text() if name == "config" and key_reference else None
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)

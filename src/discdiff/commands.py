@@ -25,7 +25,7 @@ from .evaluation.samples import configured_target, draw, drawn_with, steer, stee
 from .evaluation.study import run_study
 from .files import write_json
 from .loading import export
-from .training.run import train, train_classifier
+from .training.run import distil, train, train_classifier
 
 
 def _note(line: str) -> None:
@@ -49,6 +49,10 @@ def cmd_train(cfg) -> None:
 
 def cmd_train_classifier(cfg) -> None:
     _report_run_folder(train_classifier(cfg))
+
+
+def cmd_distil(cfg) -> None:
+    _report_run_folder(distil(cfg))
 
 
 def _report_run_folder(run_dir) -> None:
@@ -129,7 +133,7 @@ def cmd_export(cfg) -> None:
 #: the commands that read a trained model: `data=` there is checked by `check_data_choice`
 READS_A_MODEL = frozenset({"sample", "export", "eval ppl", "eval guidance", "eval qm9-guidance",
                            *(f"eval {d.command}" for d in DOMAINS.values())})
-HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample,
+HANDLERS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "distil": cmd_distil, "sample": cmd_sample,
             "export": cmd_export, "prepare": cmd_prepare, "eval ppl": cmd_eval_ppl,
             **{f"eval {d.command}": _eval_domain(d.command) for d in DOMAINS.values()},
             "eval guidance": cmd_eval_guidance, "eval qm9-guidance": cmd_eval_guidance}

@@ -25,7 +25,9 @@ DUO's curriculum (Sec. 4.1 of the paper) trains a uniform-noise model on the Gau
 themselves: `DualitySchedule` is the noise schedule of a window of log-SNRs, alpha(t) = T at
 g = g_min + t (g_max - g_min), and `relaxed_latent` draws one w per position and returns both
 z = argmax(w) (distributed as x_t of uniform noise at that alpha) and the tempered relaxation
-softmax(w / tau) the network reads while the curriculum lasts (`Relaxation`).
+softmax(w / tau) the network reads while the curriculum lasts (`Relaxation`). Discrete consistency
+distillation (Sec. 4.2) follows one Gaussian trajectory: `gaussian_trajectory` gives z_t and z_s of
+the same eps.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from .files import atomic_path, cache_root
 from .schedules import NoiseSchedule
@@ -207,6 +210,22 @@ def relaxed_latent(x0: torch.Tensor, log_snr: torch.Tensor, vocab_size: int, tau
     w = torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator).mul_(torch.sigmoid(g).sqrt())
     w.scatter_add_(-1, x0[..., None], torch.sigmoid(-g).sqrt().expand(*x0.shape, 1))
     return w.argmax(dim=-1), w.div_(tau).softmax(dim=-1)
+
+
+def gaussian_trajectory(x0: torch.Tensor, log_snr_t: torch.Tensor, log_snr_s: torch.Tensor, vocab_size: int,
+                        generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_t, z_s) (B, L): argmax of w_t = a_t onehot(x0) + s_t eps and w_s = a_s onehot(x0) + s_s eps
+    with ONE eps, at log-SNRs (B,) g_t and g_s: two points of the deterministic Gaussian trajectory
+    of x0 (DUO's discrete consistency distillation). Each is uniform noise of x0 at its alpha; for
+    g_s < g_t, z_s is the less noisy one."""
+    eps = torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator)
+    onehot = F.one_hot(x0, vocab_size).to(eps.dtype)
+
+    def latent(g):
+        g = g.float()[:, None, None]
+        return (torch.sigmoid(-g).sqrt() * onehot + torch.sigmoid(g).sqrt() * eps).argmax(dim=-1)
+
+    return latent(log_snr_t), latent(log_snr_s)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import objectives
-from .duality import Relaxation
+from .duality import DualitySchedule, Relaxation, gaussian_trajectory
 from .models.fused_head import RowTerms
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
 from .sampling import SampleOutput, StepSchedule, sample, sample_autoregressive
@@ -226,6 +226,27 @@ class DiffusionLM(LanguageModel):
         diffusion = terms["diffusion"]
         return LossOutput(terms["loss"], _sum(diffusion, counted), _count(x0, counted),
                           {"diffusion": _sum(diffusion, trained) / count})
+
+    def distillation_loss(self, batch, cond, teacher: nn.Module, window: DualitySchedule, delta: float,
+                          divergence: str = "kl-bwd") -> LossOutput:
+        """Discrete consistency distillation (DUO, arXiv 2506.10892, Sec. 4.2; `objectives.
+        consistency_distillation_terms`): t ~ U[0, 1] (antithetic when configured), the pair of
+        times (min(t + delta, 1), min(t + delta, 1) - delta) mapped through `window` to log-SNRs, one
+        Gaussian trajectory of x0 through both, and this model at the noisier point against the
+        frozen `teacher` backbone at the cleaner one. `terms` report the mean divergence."""
+        x0, trained = batch["input_ids"], self.token_mask(batch)
+        count = _count(x0, trained)
+        t = objectives.sample_times(x0.shape[0], antithetic=self.antithetic_sampling, eps=0.0, device=x0.device)
+        t_noisy = (t + delta).clamp(max=1.0)
+        t_clean = t_noisy - delta
+        latents = gaussian_trajectory(x0, window.log_snr(t_noisy), window.log_snr(t_clean), self.process.vocab_size)
+        sigmas = (window.sigma(t_noisy), window.sigma(t_clean))
+        student = lambda x, sigma, c: self.denoiser(x, sigma, c)
+        frozen = lambda x, sigma, c: teacher(x, self.network_sigma(sigma), c)
+        loss, divergences = objectives.consistency_distillation_terms(
+            self.process, student, frozen, x0, latents, sigmas, cond, _scale(x0, trained, count), divergence)
+        mean = _sum(divergences, trained) / count
+        return LossOutput(loss, _sum(divergences, trained), count, {"divergence": mean})
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:

@@ -200,6 +200,31 @@ def _discrete_kl_rows(process, logits, x0, xt, alpha_s, alpha_t):
     return ((torch.xlogy(q_true, q_true) - torch.xlogy(q_true, q_model.clamp_min(1e-30))).sum(-1),)
 
 
+DIVERGENCES = ("kl-bwd", "kl-fwd")
+
+
+def consistency_distillation_terms(process: DiscreteProcess, student: Denoiser, teacher: Denoiser, x0: torch.Tensor,
+                                   latents: tuple[torch.Tensor, torch.Tensor], sigmas: tuple[torch.Tensor, torch.Tensor],
+                                   cond=None, weights: torch.Tensor | None = None,
+                                   divergence: str = "kl-bwd") -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, divergence per position (B, L), detached) of discrete consistency distillation (DUO,
+    arXiv 2506.10892, Sec. 4.2): the student's x_theta at the noisier point z_t of a Gaussian
+    trajectory (`duality.gaussian_trajectory`) matches the frozen teacher's at the cleaner point
+    z_s. kl-bwd: KL(student || teacher) (DUO's choice); kl-fwd: KL(teacher || student).
+    latents: (z_t, z_s) (B, L); sigmas: their noise levels (B,); loss = sum(weights * divergence)
+    for weights (B, L) (the mean over trained tokens: mask / count)."""
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"unknown distil.divergence '{divergence}'; allowed: {', '.join(DIVERGENCES)}")
+    (z_t, z_s), (sigma_t, sigma_s) = latents, sigmas
+    log_student = process.predict_x0(student(z_t, sigma_t, cond), z_t).float()
+    with torch.no_grad():
+        log_teacher = process.predict_x0(teacher(z_s, sigma_s, cond), z_s).float()
+    first, second = (log_student, log_teacher) if divergence == "kl-bwd" else (log_teacher, log_student)
+    per_position = (first.exp() * (first - second)).nan_to_num(0.0).sum(-1)  # 0 log 0 = 0 where p is 0
+    loss = per_position.sum() if weights is None else (per_position * weights).sum()
+    return loss, per_position.detach()
+
+
 def autoregressive_nll(network: Denoiser, x0: torch.Tensor, cond=None, token_mask=None, reduce: bool = True,
                        weights=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(NLL, loss): next-token cross-entropy (B,) of a causal network, whose logits at position l

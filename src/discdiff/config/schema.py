@@ -435,6 +435,26 @@ class Export(Section):
                                                    "(org/name; also push_to_hub=)")
 
 
+class Distil(Section):
+    teacher: Optional[ExistingPath] = Field(description="discdiff distil: the UDLM run folder or .ckpt to distil (its "
+                                                        "EMA weights start the student and the first teacher)")
+    rounds: PositiveInt = Field(description="rounds of discrete consistency distillation; the teacher is the "
+                                            "student's copy at the start of each, and delta doubles")
+    steps_per_round: PositiveInt = Field(description="optimizer steps per round (trainer.max_steps is "
+                                                     "rounds x steps_per_round)")
+    delta: OpenUnitFloat = Field(description="the first round's step in t along the Gaussian trajectory (DUO: 1/512)")
+    divergence: Literal["kl-bwd", "kl-fwd"] = Field(description="kl-bwd: KL(student || teacher) (DUO); kl-fwd: "
+                                                                "KL(teacher || student)")
+    log_snr_min: float = Field(description="the Gaussian log-SNR at t = 0 of the trajectory's time (DUO: -4)")
+    log_snr_max: float = Field(description="the log-SNR at t = 1 (DUO: -1, for GPT-2's 50,257 tokens)")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if not self.log_snr_min < self.log_snr_max:
+            raise ValueError(f"distil.log_snr_min={self.log_snr_min} must be below distil.log_snr_max={self.log_snr_max}")
+        return self
+
+
 # ------------------------------------------------------------------------------ root
 
 
@@ -460,6 +480,7 @@ class RunConfig(Section):
     eval: Eval
     study: Study
     export: Export
+    distil: Distil
     model: ModelSection
     data: DataConfig
     noise: Noise

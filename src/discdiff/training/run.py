@@ -1,5 +1,5 @@
-"""`discdiff train` and `discdiff train-classifier`: the run folder, data, Lightning trainer,
-checkpoints and resumption.
+"""`discdiff train`, `discdiff train-classifier` and `discdiff distil`: the run folder, data,
+Lightning trainer, checkpoints and resumption.
 
 A run folder holds config.yaml, tokenizer/, checkpoints/{last,best}.ckpt and logs/. Starting
 `discdiff train` on a folder that has checkpoints/last.ckpt continues that run (same data order,
@@ -31,6 +31,7 @@ from ..loading import Pipeline, load
 from .budget import TimeBudget
 from .checkpoint_io import AtomicCheckpointIO
 from .classifier_module import LitClassifier
+from .distil_module import LitDistillation
 from .module import LitLanguageModel
 from .progress import ProgressLines
 from .sampler import ResumableSampler, ValidationSampler
@@ -105,15 +106,17 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str = "val/nll", callbacks=()) -> L.Trainer:
-    """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation; `callbacks`
-    join the checkpointing (and progress-line) ones."""
+def build_trainer(cfg: DictConfig, run_dir: Path, monitor: str | None = "val/nll", callbacks=()) -> L.Trainer:
+    """The Lightning trainer; best.ckpt keeps the lowest `monitor` seen at validation (None: no
+    best.ckpt, so loading takes last.ckpt); `callbacks` join the checkpointing (and progress-line)
+    ones."""
     _, accumulate = batch_plan(cfg.loader, cfg.trainer)
     every = cfg.checkpointing.every_n_steps
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
+                           save_top_k=1, auto_insert_metric_name=False)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=every, save_top_k=0, save_last=True),
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
-                        save_top_k=1, auto_insert_metric_name=False),
+        *([best] if monitor else []),
         # the budget plans the run before a progress line on the same step reports the time left
         *([TimeBudget(cfg.trainer.max_minutes, calibration_steps(cfg))] if cfg.trainer.max_minutes else []),
         *([ProgressLines(cfg.trainer.progress_every)] if cfg.trainer.progress_every else []),
@@ -254,20 +257,64 @@ def _pretrained_start(cfg: DictConfig, tokenizer) -> dict | None:
 
 
 def fit(cfg: DictConfig, run_dir: Path, train_set, valid_set, vocab: dict, *, resume=None, start=None,
-        callbacks=()) -> L.Trainer:
-    """The training every generator run does: seed, build the Lightning module (from the backbone
-    weights `start` when given, compiled when trainer.compile), and fit it on the datasets from
-    step 0 or from the checkpoint `resume`; returns the trainer. (The GPU suite measures
-    throughput through this same function on synthetic data.)"""
+        callbacks=(), module_class: type[LitLanguageModel] = LitLanguageModel,
+        monitor: str | None = "val/nll") -> L.Trainer:
+    """The training every generator run does: seed, build the Lightning module (`module_class`;
+    from the backbone weights `start` when given, compiled when trainer.compile), and fit it on the
+    datasets from step 0 or from the checkpoint `resume`; returns the trainer. (The GPU suite
+    measures throughput through this same function on synthetic data.)"""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = LitLanguageModel(OmegaConf.to_container(cfg), vocab)
+    module = module_class(OmegaConf.to_container(cfg), vocab)
     if start is not None:
         module.start_from(start)
     if cfg.trainer.compile:
         module.lm.backbone.compile()  # in place: checkpoint keys stay those of the plain module
-    trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
+    trainer = build_trainer(cfg, run_dir, monitor=monitor, callbacks=callbacks)
     trainer.fit(module, datamodule=DataModule(cfg, train_set, valid_set), ckpt_path=resume)
     return trainer
+
+
+def distil(cfg: DictConfig) -> Path:
+    """Distil (or resume distilling) the UDLM of `distil.teacher` into the run `run_dir`
+    (`distil_module`): the run trains distil.rounds x distil.steps_per_round steps, or stops at
+    trainer.max_steps if that is fewer (no time budget), and writes no best.ckpt, so every command
+    loads its last student."""
+    teacher = _distillation_teacher(cfg)  # refused before the run folder is touched
+    d = cfg.distil
+    cfg = cfg.copy()
+    planned = int(d.rounds * d.steps_per_round)
+    if cfg.trainer.max_steps < planned and int(os.environ.get("RANK", "0")) == 0:
+        print(f"distil: trainer.max_steps={cfg.trainer.max_steps} stops the run before its {planned:,} steps "
+              f"({d.rounds} rounds x {d.steps_per_round:,}); the same command with a larger trainer.max_steps resumes it")
+    OmegaConf.update(cfg, "trainer.max_steps", min(int(cfg.trainer.max_steps), planned))
+    OmegaConf.update(cfg, "trainer.max_minutes", None)
+    run_dir, resume = _prepare_run_dir(cfg)
+    if not (run_dir / "tokenizer").exists():
+        shutil.copytree(teacher.run_dir / "tokenizer", run_dir / "tokenizer")  # the teacher's vocabulary
+    train_set, valid_set, tokenizer = _datasets(cfg, run_dir)
+    start = None if resume is not None else teacher.lm.backbone.state_dict()
+    fit(cfg, run_dir, train_set, valid_set, vocab_info(tokenizer, model_vocab_size(cfg.diffusion, tokenizer)),
+        resume=resume, start=start, module_class=LitDistillation, monitor=None)
+    return run_dir
+
+
+def _distillation_teacher(cfg: DictConfig) -> Pipeline:
+    """The teacher's pipeline (EMA weights), after checking it is a continuous-time UDLM of this
+    run's model and data."""
+    if cfg.distil.teacher is None:
+        raise ConfigError("discdiff distil needs distil.teacher=RUN_DIR (a trained UDLM run folder or .ckpt)")
+    if cfg.diffusion != "uniform" or cfg.T:
+        raise ConfigError("discrete consistency distillation follows the Gaussian behind uniform noise: "
+                          "algo=udlm in continuous time")
+    teacher = load(cfg.distil.teacher, device="cpu")
+    if teacher.cfg.diffusion != "uniform" or teacher.cfg.T:
+        raise ConfigError(f"distil.teacher={cfg.distil.teacher} is not a continuous-time UDLM "
+                          f"(diffusion={teacher.cfg.diffusion}, T={teacher.cfg.T})")
+    for key in ("model", "data.name", "data.length", "data.label_col", "time_conditioning"):
+        if OmegaConf.select(teacher.cfg, key) != OmegaConf.select(cfg, key):
+            raise ConfigError(f"{key} differs from the teacher's ({OmegaConf.select(teacher.cfg, key)}); the student "
+                              "is the teacher's network on the teacher's data")
+    return teacher
 
 
 def _generator(cfg: DictConfig) -> Pipeline | None:
