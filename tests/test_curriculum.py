@@ -16,11 +16,13 @@ from discdiff.models.unet import build_unet
 from discdiff.processes import AbsorbingProcess, UniformProcess
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISCDIFF_CACHE", str(tmp_path))
-    dual.duality.cache_clear()
-    yield
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """The duality's tables in a folder of this module's own, each vocabulary size computed once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISCDIFF_CACHE", str(tmp_path_factory.mktemp("duality-cache")))
+        dual.duality.cache_clear()
+        yield
     dual.duality.cache_clear()
 
 

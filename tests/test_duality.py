@@ -10,12 +10,15 @@ import discdiff.duality as dual
 from discdiff.duality import Duality, discrete_alpha, discrete_alpha_derivative, gaussian_alpha, keep_probability
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """Tables go to a fresh cache folder; the per-process memo starts empty."""
-    monkeypatch.setenv("DISCDIFF_CACHE", str(tmp_path))
-    dual.duality.cache_clear()
-    yield tmp_path
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """Tables go to a fresh cache folder shared by this module's tests (each K computed once); the
+    per-process memo starts empty."""
+    folder = tmp_path_factory.mktemp("duality-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISCDIFF_CACHE", str(folder))
+        dual.duality.cache_clear()
+        yield folder
     dual.duality.cache_clear()
 
 

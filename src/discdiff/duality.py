@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from .files import atomic_path, cache_root
 from .schedules import NoiseSchedule
@@ -201,31 +200,30 @@ class DualitySchedule(NoiseSchedule):
         return (duality(self.vocab_size).dalpha(self.log_snr(t.double())) * width).to(t.dtype)
 
 
+def gaussian_latent(x0: torch.Tensor, log_snr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """w = a onehot(x0) + s eps (B, L, K) for tokens x0 (B, L), log-SNRs g (B,) and noise eps
+    (B, L, K), with a = sqrt(sigmoid(-g)), s = sqrt(sigmoid(g))."""
+    g = log_snr.float()[:, None, None]
+    w = eps * torch.sigmoid(g).sqrt()
+    return w.scatter_add_(-1, x0[..., None], torch.sigmoid(-g).sqrt().expand(*x0.shape, 1))
+
+
 def relaxed_latent(x0: torch.Tensor, log_snr: torch.Tensor, vocab_size: int, tau: float,
                    generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z (B, L), relaxation (B, L, K)) for tokens x0 (B, L) at log-SNRs (B,): w = a onehot(x0) + s eps
-    with a = sqrt(sigmoid(-g)), s = sqrt(sigmoid(g)); z = argmax(w), uniform noise of x0 at
-    alpha = alpha(g); the relaxation softmax(w / tau) (-> onehot(z) as tau -> 0)."""
-    g = log_snr.float()[:, None, None]
-    w = torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator).mul_(torch.sigmoid(g).sqrt())
-    w.scatter_add_(-1, x0[..., None], torch.sigmoid(-g).sqrt().expand(*x0.shape, 1))
+    """(z (B, L), relaxation (B, L, K)) for tokens x0 (B, L) at log-SNRs (B,): z = argmax(w), uniform
+    noise of x0 at alpha = alpha(g), and the tempered relaxation softmax(w / tau) (-> onehot(z) as
+    tau -> 0) of one Gaussian latent w (`gaussian_latent`)."""
+    w = gaussian_latent(x0, log_snr, torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator))
     return w.argmax(dim=-1), w.div_(tau).softmax(dim=-1)
 
 
 def gaussian_trajectory(x0: torch.Tensor, log_snr_t: torch.Tensor, log_snr_s: torch.Tensor, vocab_size: int,
                         generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z_t, z_s) (B, L): argmax of w_t = a_t onehot(x0) + s_t eps and w_s = a_s onehot(x0) + s_s eps
-    with ONE eps, at log-SNRs (B,) g_t and g_s: two points of the deterministic Gaussian trajectory
-    of x0 (DUO's discrete consistency distillation). Each is uniform noise of x0 at its alpha; for
-    g_s < g_t, z_s is the less noisy one."""
+    """(z_t, z_s) (B, L): argmax of the Gaussian latents of x0 at log-SNRs (B,) g_t and g_s with ONE
+    eps: two points of the deterministic Gaussian trajectory of x0 (DUO's discrete consistency
+    distillation). Each is uniform noise of x0 at its alpha; for g_s < g_t, z_s is the less noisy one."""
     eps = torch.randn(*x0.shape, vocab_size, device=x0.device, generator=generator)
-    onehot = F.one_hot(x0, vocab_size).to(eps.dtype)
-
-    def latent(g):
-        g = g.float()[:, None, None]
-        return (torch.sigmoid(-g).sqrt() * onehot + torch.sigmoid(g).sqrt() * eps).argmax(dim=-1)
-
-    return latent(log_snr_t), latent(log_snr_s)
+    return gaussian_latent(x0, log_snr_t, eps).argmax(dim=-1), gaussian_latent(x0, log_snr_s, eps).argmax(dim=-1)
 
 
 @dataclass(frozen=True)
