@@ -7,6 +7,8 @@
 #   ROOT (default runs/text-cpu: the generators and the oracle)   OUT (default runs/samplers/text)
 #   N (samples per setting, default 32)   STEPS (default [16,64])   JUDGE (default smollm2)
 #   MODELS (the sampler sweep, default "udlm mdlm")   SEMI_AR (the long samples, default "mdlm udlm")
+#   SAMPLERS (default "ancestral remdm psi": sampling.method[:sampling.remdm_schedule])   TOP_PS (default "1.0 0.9")
+# Offline, the word-piece vocabulary comes from DISCDIFF_BERT_VOCAB=tests/fixtures/bert/vocab.txt (and HF_HUB_OFFLINE=1).
 set -euo pipefail
 ROOT=${ROOT:-runs/text-cpu}
 OUT=${OUT:-runs/samplers/text}
@@ -23,9 +25,11 @@ study() {  # ALGO [overrides...]
     sampling.batch_size="$N" eval.classifier="$ROOT/oracle" eval.judge="${JUDGE:-smollm2}" study.output_dir="$OUT" "$@"
 }
 for algo in ${MODELS:-udlm mdlm}; do
-  for method in ancestral remdm psi; do
-    for top_p in 1.0 0.9; do
-      study "$algo" "study.steps=$STEPS" sampling.method="$method" sampling.top_p="$top_p"
+  for sampler in ${SAMPLERS:-ancestral remdm psi}; do
+    method=${sampler%%:*}; keys=()
+    [ "$sampler" != "$method" ] && keys=(sampling.remdm_schedule="${sampler#*:}")
+    for top_p in ${TOP_PS:-1.0 0.9}; do
+      study "$algo" "study.steps=$STEPS" sampling.method="$method" "${keys[@]}" sampling.top_p="$top_p"
     done
   done
 done
