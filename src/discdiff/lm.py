@@ -241,10 +241,9 @@ class DiffusionLM(LanguageModel):
         t_clean = t_noisy - delta
         latents = gaussian_trajectory(x0, window.log_snr(t_noisy), window.log_snr(t_clean), self.process.vocab_size)
         sigmas = (window.sigma(t_noisy), window.sigma(t_clean))
-        student = lambda x, sigma, c: self.denoiser(x, sigma, c)
         frozen = lambda x, sigma, c: teacher(x, self.network_sigma(sigma), c)
         loss, divergences = objectives.consistency_distillation_terms(
-            self.process, student, frozen, x0, latents, sigmas, cond, _scale(x0, trained, count), divergence)
+            self.process, self.denoiser, frozen, x0, latents, sigmas, cond, _scale(x0, trained, count), divergence)
         mean = _sum(divergences, trained) / count
         return LossOutput(loss, _sum(divergences, trained), count, {"divergence": mean})
 
