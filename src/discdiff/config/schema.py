@@ -232,10 +232,15 @@ class Curriculum(Section):
 
     @model_validator(mode="after")
     def _window(self):
-        if not self.log_snr_min < self.log_snr_max:
-            raise ValueError(f"training.curriculum.log_snr_min={self.log_snr_min} must be below "
-                             f"training.curriculum.log_snr_max={self.log_snr_max}")
-        return self
+        return _increasing_window(self, "training.curriculum")
+
+
+def _increasing_window(section, name: str):
+    """The section (log_snr_min < log_snr_max), or a one-line error naming its keys."""
+    if not section.log_snr_min < section.log_snr_max:
+        raise ValueError(f"{name}.log_snr_min={section.log_snr_min} must be below {name}.log_snr_max="
+                         f"{section.log_snr_max}")
+    return section
 
 
 class Training(Section):
@@ -450,9 +455,7 @@ class Distil(Section):
 
     @model_validator(mode="after")
     def _window(self):
-        if not self.log_snr_min < self.log_snr_max:
-            raise ValueError(f"distil.log_snr_min={self.log_snr_min} must be below distil.log_snr_max={self.log_snr_max}")
-        return self
+        return _increasing_window(self, "distil")
 
 
 # ------------------------------------------------------------------------------ root
