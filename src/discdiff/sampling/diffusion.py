@@ -18,8 +18,11 @@ that last changed it (0 for the prior's draw).
 
 The grid has `steps` network evaluations and ends on alpha = 1, so no noise (and no mask)
 survives. `top_p` restricts every prediction x_theta to its nucleus (the smallest set of tokens
-holding probability top_p, renormalised) before it enters a posterior; `greedy_last` takes the
-argmax of the last step's distribution.
+holding probability top_p, renormalised) before it enters a posterior. `greedy_last` is DUO's
+greedy tail: the last step (from alpha(eps), nearly clean, to 1) takes the argmax of the step's
+(guided) prediction of x_0 with the likelihood of x_t left out (its posterior with alpha_t = 0),
+so the model may still change a token; the argmax of the true last posterior would be x_t itself
+almost surely.
 
 No-change cache: x_theta(x_t) is a function of x_t alone when the denoiser ignores time, so
 without guidance it is reused while x_t is unchanged since the previous step (most absorbing
@@ -92,7 +95,7 @@ def sample(process: DiscreteProcess, schedule: NoiseSchedule, denoiser: Denoiser
     cond: labels (B,) for a conditional denoiser (unguided sampling).
     corrector: the step schedule (`discdiff.step_schedules`); None: ancestral.
     argmax: take the most likely token of every step instead of sampling it (deterministic);
-    greedy_last: of the last step only.
+    greedy_last: the greedy tail (module docstring).
     top_p: nucleus of every prediction x_theta (1: all tokens).
     length: tokens per sequence (default L); more than L needs `block_length` and
     `length - L` a multiple of it (module docstring).
@@ -143,12 +146,15 @@ def _denoise(run: _Run, xt: torch.Tensor, context: Optional[torch.Tensor]) -> tu
     for k in bar:
         alpha_t, alpha_s = (run.grid.alphas[i].to(run.dtype).expand(xt.shape[0]) for i in (k, k + 1))
         sigma_t = run.grid.sigmas[k].expand(xt.shape[0])
+        tail = run.greedy_last and k == steps - 1
+        if tail:  # the network still reads sigma_t; the posterior forgets x_t: the prediction of x_0 itself
+            alpha_t = torch.zeros_like(alpha_t)
         if run.guidance is None:
             transition, cached = _Posterior.at(run, xt, alpha_t, sigma_t, cached)
         else:
             transition = _Guided(run, Step(run.process, run.denoiser, xt, alpha_t, alpha_t, sigma_t, sigma_t,
                                            run.cond, run.dtype, top_p=run.top_p))
-        greedy = run.argmax or (run.greedy_last and k == steps - 1)
+        greedy = run.argmax or tail
         kappa = kappas[k] if confidence is None or rates[k] <= 0 else \
             run.corrector.position_kappas(rates[k], confidence, _correctable(run.process, xt, context))
         xs = _next(run, transition, xt, alpha_s, kappa, greedy)
