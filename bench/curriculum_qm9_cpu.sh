@@ -9,6 +9,7 @@
 # unguided and D-CFG gamma 3). Table and plot: bench/curriculum_report.py; results: BENCHMARKS.md.
 #   ROOT (default runs/curriculum)   STEPS (default 2500)   STAGES (default "500 1250 2500")
 #   SEEDS (default "1 2")   N (molecules per point, default 512)   DISCDIFF (default discdiff)
+#   PYTHON (default python: one with matplotlib, e.g. .venv/bin/python)
 set -euo pipefail
 ROOT=${ROOT:-runs/curriculum}
 STEPS=${STEPS:-2500}
@@ -28,4 +29,4 @@ for seed in ${SEEDS:-1 2}; do
     done
   done
 done
-python "$(dirname "$0")/curriculum_report.py" "$ROOT"
+"${PYTHON:-python}" "$(dirname "$0")/curriculum_report.py" "$ROOT"

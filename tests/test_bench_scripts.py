@@ -39,3 +39,13 @@ def test_sampler_cost_prints_a_row_per_sampler_and_guidance():
     rows = [line.split() for line in out.stdout.splitlines()[2:]]
     assert len(rows) == 10 and {r[-4] for r in rows} == {"none", "cfg"}
     assert all(float(r[-1]) == 1.0 for r in rows)  # one network call per step, corrected or not
+
+
+def test_nucleus_cost_prints_a_row_per_logit_scale():
+    out = subprocess.run([sys.executable, str(BENCH / "nucleus_cost.py"), "--rows", "8", "--vocab", "600",
+                          "--scales", "0.1,6", "--iters", "1", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300, cwd=BENCH)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["0.1", "6"]
+    assert rows[0][1] == "100%" and rows[1][1] == "0%"  # flat rows pass the top-512, peaked ones stop there
