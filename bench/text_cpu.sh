@@ -9,7 +9,8 @@
 #   ROOT (default runs/text-cpu)   LENGTH (default 32)   MINUTES (per generator, default 8)
 #   CLF_MINUTES (per classifier, default 2)   N (samples per setting, default 32)   DISCDIFF (default discdiff)
 #   BATCH (32)  MODEL (micro)  LR (1e-3)  PRECISION (32)  EVERY (100: steps between validations)  JUDGE (smollm2; none: judge later with
-#   bench/rescore_text_study.py)  METHODS (all; cfg: D-CFG rows only)  TEXT8 (1; 0 skips the text8 part)
+#   bench/rescore_text_study.py)  METHODS (all; cfg: D-CFG rows only; none: train the generators and the
+#   evaluation classifier, then stop)  ALGOS (the generators, default "udlm mdlm ar")  TEXT8 (1; 0 skips the text8 part)
 # At V = 30,522 the vocabulary head is most of a CPU step, so short reviews and batch 32 see the
 # most text per minute. On a GPU (bench/README.md): BATCH=256 PRECISION=bf16-mixed JUDGE=none.
 # Then text8 characters for a fluency figure of a character model (see the end).
@@ -24,7 +25,7 @@ COMMON=(data=imdb data.source=offline data.length="${LENGTH:-32}" trainer.precis
         trainer.progress_bar=false trainer.val_check_interval="${EVERY:-100}" checkpointing.every_n_steps="${EVERY:-100}"
         trainer.limit_val_batches=4 loader.global_batch_size="$BATCH" loader.batch_size="$BATCH"
         lr_scheduler.warmup_steps=50 trainer.max_steps=100000)
-for algo in udlm mdlm ar; do
+for algo in ${ALGOS:-udlm mdlm ar}; do
   [ -e "$ROOT/$algo/checkpoints/best.ckpt" ] || "$D" train experiment=amazon_polarity "${COMMON[@]}" algo="$algo" \
     model="${MODEL:-micro}" optim.lr="${LR:-1e-3}" trainer.max_minutes="${MINUTES:-8}" trainer.progress_every=200 run_dir="$ROOT/$algo"
 done
@@ -35,6 +36,7 @@ classifier() {  # RUN_DIR ALGO KIND [overrides...]
     run_dir="$dir" "$@"
 }
 classifier "$ROOT/oracle" udlm clean
+[ "$METHODS" != none ] || exit 0
 if [ "$METHODS" = all ]; then
   classifier "$ROOT/udlm-noisy" udlm noisy
   classifier "$ROOT/mdlm-noisy" mdlm noisy
@@ -48,7 +50,7 @@ study() {  # ALGO METHOD [overrides...]
     sampling.num_samples="$N" sampling.batch_size="$N" sampling.steps=64 eval.classifier="$ROOT/oracle" \
     eval.judge="${JUDGE:-smollm2}" study.output_dir="$ROOT/study" "$@"
 }
-for algo in udlm mdlm ar; do study "$algo" cfg; done
+for algo in ${ALGOS:-udlm mdlm ar}; do study "$algo" cfg; done
 if [ "$METHODS" = all ]; then
   for algo in udlm mdlm; do  # first-order D-CBG: the exact one is L x V passes
     study "$algo" cbg guidance.use_approx=true guidance.classifier="$ROOT/$algo-noisy"

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from discdiff import objectives
 from discdiff.config import ConfigError, compose
 from discdiff.duality import discrete_alpha, gaussian_trajectory
+from discdiff.lm import DiffusionLM
 from discdiff.loading import load
 from discdiff.processes import UniformProcess
+from discdiff.schedules import LogLinear
 from discdiff.training.run import distil
 
 try:
@@ -47,17 +49,43 @@ def test_the_divergences_are_the_kl_of_the_two_predictions():
     sigmas = (torch.ones(2), torch.ones(2))
     for divergence, expected in (("kl-bwd", kl_bwd), ("kl-fwd", kl_fwd)):
         loss, per_position = objectives.consistency_distillation_terms(
-            process, lambda x, s, c: student, lambda x, s, c: b, z, (z, z), sigmas, divergence=divergence)
+            process, lambda x, s, c: student, lambda x, s, c: b.log_softmax(-1), (z, z), sigmas, divergence=divergence)
         torch.testing.assert_close(per_position, expected)
         loss.backward()
         assert student.grad is not None and student.grad.abs().sum() > 0
         student.grad = None
-    zero, _ = objectives.consistency_distillation_terms(process, lambda x, s, c: a, lambda x, s, c: a, z, (z, z),
-                                                        sigmas)
+    zero, _ = objectives.consistency_distillation_terms(process, lambda x, s, c: a, lambda x, s, c: a.log_softmax(-1),
+                                                        (z, z), sigmas)
     assert abs(float(zero)) < 1e-6
     with pytest.raises(ValueError, match="kl-bwd, kl-fwd"):
-        objectives.consistency_distillation_terms(process, lambda x, s, c: a, lambda x, s, c: b, z, (z, z), sigmas,
+        objectives.consistency_distillation_terms(process, lambda x, s, c: a, lambda x, s, c: b, (z, z), sigmas,
                                                   divergence="mse")
+
+
+class _LabelledLogits(torch.nn.Module):
+    """A stand-in backbone: fixed logits (classes + 1, L, V) chosen by the label (the last is null)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x, sigma, cond):
+        return self.logits[cond]
+
+
+def test_the_guided_target_is_the_teachers_d_cfg_prediction_of_x0():
+    g = torch.Generator().manual_seed(0)
+    lm = DiffusionLM(_LabelledLogits(torch.zeros(3, 4, 7)), UniformProcess(7), LogLinear(), 4, num_classes=2)
+    teacher = _LabelledLogits(torch.randn(3, 4, 7, generator=g))
+    xt, sigma, cond = torch.randint(7, (3, 4), generator=g), torch.ones(3), torch.tensor([0, 1, 2])
+    log_p = teacher.logits.log_softmax(-1)
+    for gamma in (0.0, 1.0, 3.0):
+        guided = lm.teacher_prediction(teacher, xt, sigma, cond, gamma)
+        for row, label in enumerate(cond.tolist()):
+            mixed = gamma * log_p[label] + (1 - gamma) * log_p[2]  # brute force, per label
+            torch.testing.assert_close(guided[row], mixed.log_softmax(-1))
+    torch.testing.assert_close(lm.teacher_prediction(teacher, xt, sigma, cond, 3.0)[2], log_p[2])  # null: unguided
+    torch.testing.assert_close(lm.teacher_prediction(teacher, xt, sigma, cond), log_p[cond])  # no gamma: as it is
 
 
 def _overrides(run_dir, teacher, extra=()):
@@ -94,9 +122,19 @@ def test_distil_runs_rounds_refreshes_the_teacher_and_resumes_exactly(tmp_path, 
     assert out.tokens.shape == (8, pipe.lm.length) and out.nfe == 4
 
 
+def test_cfg_gamma_changes_the_target_of_the_same_step(tmp_path, cache_dir, trained_run):
+    plain, guided = tmp_path / "plain", tmp_path / "guided"
+    distil(compose(_overrides(plain, trained_run, ["trainer.max_steps=1"])))
+    distil(compose(_overrides(guided, trained_run, ["trainer.max_steps=1", "distil.cfg_gamma=3"])))
+    a, b = read_metric(plain, "train/loss")[0], read_metric(guided, "train/loss")[0]
+    assert a != pytest.approx(b, rel=1e-3)  # same batch, noise and weights: only the teacher's target differs
+
+
 def test_distil_is_refused_in_one_line(tmp_path, cache_dir, trained_run):
     cases = [(["distil.teacher=null"], "distil.teacher=RUN_DIR"), (["model.n_blocks=1"], "model differs"),
-             (["data.length=16"], "data.length differs"), (["algo=mdlm"], "algo=udlm")]
+             (["data.length=16"], "data.length differs"), (["algo=mdlm"], "algo=udlm"),
+             (["distil.cfg_gamma=3", "data.label_col=null", "training.guidance.cond_dropout=0"],
+              "distil.cfg_gamma=3.0 guides by a label")]
     for extra, words in cases:
         with pytest.raises(ConfigError, match=words) as err:
             distil(compose(_overrides(tmp_path / "refused", trained_run, extra)))

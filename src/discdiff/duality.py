@@ -8,7 +8,7 @@ with a in [0, 1] and s = sqrt(1 - a^2), the token z = argmax(w) is x with probab
 and any other token with the same probability (1 - P) / (K - 1): z is uniform-state noise of x,
 q(z | x) = Cat(alpha onehot(x) + (1 - alpha) / K), with
 
-    alpha = T(a) = (K P(z = x) - 1) / (K - 1)                 (DUO's Eq. for the "diffusion transformation").
+    alpha = T(a) = (K P(z = x) - 1) / (K - 1)                 (DUO's "diffusion transformation", Eq. 11 of arXiv v3).
 
 T(0) = 0, T(1) = 1 and T increases. DUO writes the Gaussian level through its log-SNR
 g = log(s^2 / a^2) (a = sqrt(sigmoid(-g)), s = sqrt(sigmoid(g)), nu = exp(-g / 2)).

@@ -19,8 +19,10 @@ from torch import nn
 
 from . import objectives
 from .duality import DualitySchedule, Relaxation, gaussian_trajectory
+from .guidance.base import normalize
 from .models.fused_head import RowTerms
 from .processes import AbsorbingProcess, DiscreteProcess, UniformProcess
+from .processes.base import temper
 from .sampling import SampleOutput, StepSchedule, sample, sample_autoregressive
 from .schedules import NoiseSchedule
 
@@ -208,7 +210,8 @@ class DiffusionLM(LanguageModel):
         return LossOutput(terms["loss"], _sum(terms["nelbo"], counted), _count(x0, counted), logged)
 
     def relaxed_loss(self, batch, cond=None) -> LossOutput:
-        """DUO's curriculum loss (Sec. 4.1 of arXiv 2506.10892): t ~ U[0, 1] over the relaxation's
+        """DUO's curriculum loss (Sec. 4.1 of arXiv 2506.10892; L_train, Eq. 21 of v3, with the
+        Rao-Blackwellised f_Duo of its Eq. 17): t ~ U[0, 1] over the relaxation's
         log-SNR window (antithetic when configured), z = argmax(w) of a Gaussian w per position, and
         the UDLM NELBO integrand (Schiff et al. Eq. 18) at x_t = z with alpha = T(a_t) and its
         derivative, while the network reads softmax(w / tau). Only the window's diffusion term is
@@ -228,12 +231,13 @@ class DiffusionLM(LanguageModel):
                           {"diffusion": _sum(diffusion, trained) / count})
 
     def distillation_loss(self, batch, cond, teacher: nn.Module, window: DualitySchedule, delta: float,
-                          divergence: str = "kl-bwd") -> LossOutput:
+                          divergence: str = "kl-bwd", cfg_gamma: Optional[float] = None) -> LossOutput:
         """Discrete consistency distillation (DUO, arXiv 2506.10892, Sec. 4.2; `objectives.
         consistency_distillation_terms`): t ~ U[0, 1] (antithetic when configured), the pair of
         times (min(t + delta, 1), min(t + delta, 1) - delta) mapped through `window` to log-SNRs, one
         Gaussian trajectory of x0 through both, and this model at the noisier point against the
-        frozen `teacher` backbone at the cleaner one. `terms` report the mean divergence."""
+        frozen `teacher` backbone at the cleaner one (`teacher_prediction`: guided at `cfg_gamma`
+        when given). `terms` report the mean divergence."""
         x0, trained = batch["input_ids"], self.token_mask(batch)
         count = _count(x0, trained)
         t = objectives.sample_times(x0.shape[0], antithetic=self.antithetic_sampling, eps=0.0, device=x0.device)
@@ -241,11 +245,28 @@ class DiffusionLM(LanguageModel):
         t_clean = t_noisy - delta
         latents = gaussian_trajectory(x0, window.log_snr(t_noisy), window.log_snr(t_clean), self.process.vocab_size)
         sigmas = (window.sigma(t_noisy), window.sigma(t_clean))
-        frozen = lambda x, sigma, c: teacher(x, self.network_sigma(sigma), c)
+        target = lambda z, sigma, c: self.teacher_prediction(teacher, z, sigma, c, cfg_gamma)
         loss, divergences = objectives.consistency_distillation_terms(
-            self.process, self.denoiser, frozen, x0, latents, sigmas, cond, _scale(x0, trained, count), divergence)
+            self.process, self.denoiser, target, latents, sigmas, cond, _scale(x0, trained, count), divergence)
         mean = _sum(divergences, trained) / count
         return LossOutput(loss, _sum(divergences, trained), count, {"divergence": mean})
+
+    def teacher_prediction(self, teacher: nn.Module, xt, sigma, cond, cfg_gamma: Optional[float] = None):
+        """log x_theta (B, L, V) of a frozen `teacher` backbone at (xt, sigma) for labels `cond`.
+        With `cfg_gamma`, a label's prediction is the teacher's D-CFG one (paper Sec. 3.1) at that
+        gamma: normalize(gamma log x_theta(y) + (1 - gamma) log x_theta(null)), the guided step's
+        distribution of x0 once x_t's likelihood is left out (the step to alpha = 1 with
+        alpha_t = 0); a null label's is the unconditional prediction (the tempering of it with
+        itself). A student distilled on it samples the teacher's gamma with its plain conditional
+        prediction, one network pass per step."""
+        if cfg_gamma is None or cond is None:
+            return self.process.predict_x0(teacher(xt, self.network_sigma(sigma), cond), xt)
+        null = torch.full_like(cond, self.num_classes)
+        pair = torch.cat([xt, xt])
+        both = self.process.predict_x0(teacher(pair, self.network_sigma(torch.cat([sigma, sigma])),
+                                               torch.cat([cond, null])), pair)
+        conditional, unconditional = both.chunk(2)
+        return normalize(temper(conditional, unconditional, float(cfg_gamma)))
 
     @torch.no_grad()
     def nelbo(self, x0, cond=None, token_mask=None, num_time_samples: int = 1) -> torch.Tensor:

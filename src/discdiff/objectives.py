@@ -134,7 +134,8 @@ def continuous_nelbo_terms(process: DiscreteProcess, schedule: NoiseSchedule, de
     latent: `latent(x0, t, generator) -> (x_t, network input)` when the network reads something
     other than x_t itself: DUO's curriculum (`duality.Relaxation.latent`) draws x_t = argmax(w) of a
     Gaussian w and hands the network softmax(w / tau) (B, L, V); the integrand stays the one at x_t,
-    so the loss is the NELBO conditioned on the discrete latent (DUO's Rao-Blackwellised form).
+    so the loss is the NELBO conditioned on the discrete latent (DUO's Rao-Blackwellised f_Duo,
+    Eq. 17 of arXiv 2506.10892 v3, inside its curriculum loss, Eq. 21).
     """
     alpha, dalpha = schedule(t)
     xt, network_input = (process.sample_xt(x0, alpha, generator),) * 2 if latent is None else latent(x0, t, generator)
@@ -203,22 +204,23 @@ def _discrete_kl_rows(process, logits, x0, xt, alpha_s, alpha_t):
 DIVERGENCES = ("kl-bwd", "kl-fwd")
 
 
-def consistency_distillation_terms(process: DiscreteProcess, student: Denoiser, teacher: Denoiser, x0: torch.Tensor,
+def consistency_distillation_terms(process: DiscreteProcess, student: Denoiser, teacher: Denoiser,
                                    latents: tuple[torch.Tensor, torch.Tensor], sigmas: tuple[torch.Tensor, torch.Tensor],
                                    cond=None, weights: torch.Tensor | None = None,
                                    divergence: str = "kl-bwd") -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, divergence per position (B, L), detached) of discrete consistency distillation (DUO,
-    arXiv 2506.10892, Sec. 4.2): the student's x_theta at the noisier point z_t of a Gaussian
+    arXiv 2506.10892, Sec. 4.2; L_DCD, Eq. 23 of v3): the student's x_theta at the noisier point z_t of a Gaussian
     trajectory (`duality.gaussian_trajectory`) matches the frozen teacher's at the cleaner point
     z_s. kl-bwd: KL(student || teacher) (DUO's choice); kl-fwd: KL(teacher || student).
-    latents: (z_t, z_s) (B, L); sigmas: their noise levels (B,); loss = sum(weights * divergence)
-    for weights (B, L) (the mean over trained tokens: mask / count)."""
+    student: the network (logits); teacher: (z, sigma, cond) -> its log x_theta (B, L, V), read
+    without gradient. latents: (z_t, z_s) (B, L); sigmas: their noise levels (B,);
+    loss = sum(weights * divergence) for weights (B, L) (the mean over trained tokens: mask / count)."""
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown distil.divergence '{divergence}'; allowed: {', '.join(DIVERGENCES)}")
     (z_t, z_s), (sigma_t, sigma_s) = latents, sigmas
     log_student = process.predict_x0(student(z_t, sigma_t, cond), z_t).float()
     with torch.no_grad():
-        log_teacher = process.predict_x0(teacher(z_s, sigma_s, cond), z_s).float()
+        log_teacher = teacher(z_s, sigma_s, cond).float()
     first, second = (log_student, log_teacher) if divergence == "kl-bwd" else (log_teacher, log_student)
     per_position = (first.exp() * (first - second)).nan_to_num(0.0).sum(-1)  # 0 log 0 = 0 where p is 0
     loss = per_position.sum() if weights is None else (per_position * weights).sum()

@@ -452,6 +452,10 @@ class Distil(Section):
                                                                 "KL(teacher || student)")
     log_snr_min: float = Field(description="the Gaussian log-SNR at t = 0 of the trajectory's time (DUO: -4)")
     log_snr_max: float = Field(description="the log-SNR at t = 1 (DUO: -1, for GPT-2's 50,257 tokens)")
+    cfg_gamma: Optional[NonNegativeFloat] = Field(description="null: distil the teacher as it is; a number: a "
+                                                  "label's target is the teacher's D-CFG prediction at this gamma "
+                                                  "(null labels keep the unguided one), so the student's plain "
+                                                  "conditional sampling is the guided teacher's")
 
     @model_validator(mode="after")
     def _window(self):
@@ -526,6 +530,9 @@ class RunConfig(Section):
                              "continuous time: algo=udlm")
         if self.training.guidance.cond_dropout > 0 and self.data.label_col is None:
             raise ValueError("training.guidance.cond_dropout > 0 needs a conditional model: set data.label_col")
+        if self.distil.cfg_gamma is not None and self.data.label_col is None:
+            raise ValueError(f"distil.cfg_gamma={self.distil.cfg_gamma} guides by a label: set data.label_col to the "
+                             "teacher's, or distil.cfg_gamma=null")
         if self.lr_scheduler.min_lr > self.optim.lr:
             raise ValueError(f"lr_scheduler.min_lr={self.lr_scheduler.min_lr} is above optim.lr={self.optim.lr}")
         batch_plan(self.loader, self.trainer)

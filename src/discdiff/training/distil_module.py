@@ -8,7 +8,9 @@ copy of the student (its weights, not the EMA), and the trajectory step delta do
 points of one Gaussian trajectory (`DiffusionLM.distillation_loss`). Labels drop to the null class
 as in training (`training.guidance.cond_dropout`), the same label reaching student and teacher, so
 a label-conditional student keeps both its conditional and its unconditional behaviour and D-CFG
-applies to it unchanged.
+applies to it unchanged. With `distil.cfg_gamma` the labelled rows learn the teacher's D-CFG
+prediction at that gamma instead (`DiffusionLM.teacher_prediction`): the student's plain
+conditional prediction then samples the guided teacher.
 
 The teacher's weights are part of the checkpoint (a submodule) and its round part of the discdiff
 state, so a run preempted mid-round resumes with the same teacher. Validation reports the
@@ -50,7 +52,7 @@ class LitDistillation(LitLanguageModel):
         self.reseed()
         batch = self.augmented(batch)
         out = self.lm.distillation_loss(batch, self.condition(batch, training=True), self.teacher, self.window,
-                                        self.delta(), self.cfg.distil.divergence)
+                                        self.delta(), self.cfg.distil.divergence, self.cfg.distil.cfg_gamma)
         self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
         self.log("train/delta", self.delta())
