@@ -452,10 +452,10 @@ class Distil(Section):
                                                                 "KL(teacher || student)")
     log_snr_min: float = Field(description="the Gaussian log-SNR at t = 0 of the trajectory's time (DUO: -4)")
     log_snr_max: float = Field(description="the log-SNR at t = 1 (DUO: -1, for GPT-2's 50,257 tokens)")
-    cfg_gamma: Optional[NonNegativeFloat] = Field(description="null: distil the teacher as it is; a number: a "
-                                                  "label's target is the teacher's D-CFG prediction at this gamma "
-                                                  "(null labels keep the unguided one), so the student's plain "
-                                                  "conditional sampling is the guided teacher's")
+    cfg_gamma: Optional[NonNegativeFloat] = Field(description="null: distil the teacher as it is; a number: in "
+                                                  "the first round a label's target is the teacher's D-CFG "
+                                                  "prediction at this gamma (null labels keep the unguided one), so "
+                                                  "the student's plain conditional sampling is the guided teacher's")
 
     @model_validator(mode="after")
     def _window(self):

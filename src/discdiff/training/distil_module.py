@@ -8,9 +8,11 @@ copy of the student (its weights, not the EMA), and the trajectory step delta do
 points of one Gaussian trajectory (`DiffusionLM.distillation_loss`). Labels drop to the null class
 as in training (`training.guidance.cond_dropout`), the same label reaching student and teacher, so
 a label-conditional student keeps both its conditional and its unconditional behaviour and D-CFG
-applies to it unchanged. With `distil.cfg_gamma` the labelled rows learn the teacher's D-CFG
-prediction at that gamma instead (`DiffusionLM.teacher_prediction`): the student's plain
-conditional prediction then samples the guided teacher.
+applies to it unchanged. With `distil.cfg_gamma` the labelled rows of the first round learn the
+teacher's D-CFG prediction at that gamma instead (`DiffusionLM.teacher_prediction`), so the
+student's plain conditional prediction samples the guided teacher. Later rounds distil the
+student's own copy as it is: its conditional prediction already carries the guidance, and
+tempering it again would compound gamma round by round (gamma^rounds).
 
 The teacher's weights are part of the checkpoint (a submodule) and its round part of the discdiff
 state, so a run preempted mid-round resumes with the same teacher. Validation reports the
@@ -42,6 +44,11 @@ class LitDistillation(LitLanguageModel):
         """The trajectory step of this round: distil.delta x 2^round, at most 1."""
         return min(float(self.cfg.distil.delta) * 2 ** self.distil_round(), 1.0)
 
+    def target_gamma(self) -> float | None:
+        """The D-CFG gamma of the teacher's target: distil.cfg_gamma in the first round, else None
+        (the teacher as it is)."""
+        return self.cfg.distil.cfg_gamma if self.distil_round() == 0 else None
+
     def on_train_batch_start(self, batch, batch_idx) -> None:
         if self.distil_round() > self.teacher_round:
             self.teacher.load_state_dict(self.lm.backbone.state_dict())
@@ -52,11 +59,13 @@ class LitDistillation(LitLanguageModel):
         self.reseed()
         batch = self.augmented(batch)
         out = self.lm.distillation_loss(batch, self.condition(batch, training=True), self.teacher, self.window,
-                                        self.delta(), self.cfg.distil.divergence, self.cfg.distil.cfg_gamma)
+                                        self.delta(), self.cfg.distil.divergence, self.target_gamma())
         self.advance()
         self.log("train/loss", out.loss, prog_bar=True)
         self.log("train/delta", self.delta())
         self.log("train/round", float(self.distil_round()))
+        if self.cfg.distil.cfg_gamma is not None:  # the target's gamma: 1 is the teacher's plain conditional
+            self.log("train/cfg_gamma", self.target_gamma() or 1.0)
         return out.loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
