@@ -10,9 +10,11 @@
 # Two students: "student" distils the teacher as it is and is steered by D-CFG at gamma 3;
 # "student-cfg3" distils the teacher's D-CFG prediction at gamma 3 (distil.cfg_gamma=3), so its
 # gamma 1 (its plain conditional prediction) is the guided teacher's gamma 3.
-# With CLASSIFIER (a noisy classifier run of the teacher's data), first-order D-CBG at gamma 3 too.
+# With CLASSIFIER (a noisy classifier run of the teacher's data), first-order D-CBG at gamma 3 too,
+# at seed 1 only (a demo-scale noisy classifier barely beats the constant guess; see BENCHMARKS.md).
+# The tables: python bench/distil_report.py ROOT/study (seeds pooled, standard errors).
 #   TEACHER (default runs/demo)   ROOT (default runs/distil)   ROUNDS (default 4)   SPR (default 400)
-#   N (default 512)   DISCDIFF (default discdiff)   CLASSIFIER (default: none)
+#   N (default 512)   SEEDS (default [1,2])   DISCDIFF (default discdiff)   CLASSIFIER (default: none)
 #   ARMS (default "student student-cfg3 teacher": which rows to measure)
 set -euo pipefail
 TEACHER=${TEACHER:-runs/demo}
@@ -33,7 +35,7 @@ study() {  # NAME RUN STEPS GAMMAS [overrides...]
   for greedy in false true; do
     "$D" eval guidance experiment=demo run_dir="$run" guidance=cfg "study.gammas=$gammas" "study.steps=$steps" \
       study.name="$name" sampling.greedy_last="$greedy" sampling.num_samples="$N" sampling.batch_size="$N" \
-      study.output_dir="$ROOT/study" "$@"
+      "study.seeds=${SEEDS:-[1,2]}" study.output_dir="$ROOT/study" "$@"
     if [ -n "${CLASSIFIER:-}" ]; then
       "$D" eval guidance experiment=demo run_dir="$run" guidance=cbg guidance.use_approx=true \
         guidance.classifier="$CLASSIFIER" "study.gammas=[3]" "study.steps=$steps" study.name="$name" \

@@ -204,7 +204,8 @@ def _discrete_kl_rows(process, logits, x0, xt, alpha_s, alpha_t):
 DIVERGENCES = ("kl-bwd", "kl-fwd")
 
 
-def consistency_distillation_terms(process: DiscreteProcess, student: Denoiser, teacher: Denoiser,
+def consistency_distillation_terms(process: DiscreteProcess, student: Callable[..., torch.Tensor],
+                                   teacher: Callable[..., torch.Tensor],
                                    latents: tuple[torch.Tensor, torch.Tensor], sigmas: tuple[torch.Tensor, torch.Tensor],
                                    cond=None, weights: torch.Tensor | None = None,
                                    divergence: str = "kl-bwd") -> tuple[torch.Tensor, torch.Tensor]:
