@@ -6,9 +6,12 @@ and the guidance gain (QED of novel molecules at gamma minus at gamma 0, same mo
 steps) with a standard error sqrt(se_g^2 + se_0^2), where each mean's se is a robust spread
 (IQR / 1.349) over sqrt(novel molecules), pooled over seeds; D-CBG's gain is against the gamma 0
 row of the seeds it was sampled with.
+--sweep METHOD: one row per (model, steps, tail, gamma) of that method, its gain against its own
+gamma 0 (e.g. first-order D-CBG over several gammas).
 Text (--text): target accuracy, gen-PPL, entropy and MAUVE as the study wrote them.
 
     python bench/distil_report.py runs/distil/study
+    python bench/distil_report.py runs/distil/cbg-sweep --sweep cbg
     python bench/distil_report.py runs/distil-text/study --text
 """
 
@@ -56,7 +59,7 @@ def qm9_table(rows: list[dict]) -> list[str]:
     lines = ["| model | steps | greedy tail | valid (g 0) | novel (g 0) | QED (g 0) | gamma | valid (g) | novel (g) "
              "| QED (g) | D-CFG QED gain | first-order D-CBG gain (g 3) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, sampler, steps), gammas in sorted(cfg.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (model, sampler, steps), gammas in sorted(cfg.items()):
         base = pooled(gammas[0.0])
         for gamma in sorted(g for g in gammas if g > 0):
             guided = pooled(gammas[gamma])
@@ -69,6 +72,18 @@ def qm9_table(rows: list[dict]) -> list[str]:
                          f"{base['valid']:.3f} | {base['novel']:.3f} | {base['qed']:.3f} | {gamma:g} | "
                          f"{guided['valid']:.3f} | {guided['novel']:.3f} | {guided['qed']:.3f} | "
                          f"{gain(guided, base)} | {cbg_gain} |")
+    return lines
+
+
+def sweep_table(rows: list[dict], method: str) -> list[str]:
+    lines = ["| model | steps | greedy tail | gamma | valid | novel | QED of novel | QED gain |", "|---|---|---|---|---|---|---|---|"]
+    for (model, sampler, steps), gammas in sorted(by_cell(rows, method).items()):
+        base = pooled(gammas[0.0])
+        for gamma in sorted(gammas):
+            cell = pooled(gammas[gamma])
+            lines.append(f"| {model} | {steps} | {'yes' if sampler.endswith('greedy') else 'no'} | {gamma:g} | "
+                         f"{cell['valid']:.3f} | {cell['novel']:.3f} | {cell['qed']:.3f} | "
+                         f"{gain(cell, base) if gamma else ''} |")
     return lines
 
 
@@ -86,9 +101,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder (with guidance.csv)")
     parser.add_argument("--text", action="store_true", help="the text study's columns")
+    parser.add_argument("--sweep", metavar="METHOD", help="every gamma of one method (e.g. cbg)")
     args = parser.parse_args()
     rows = read(args.study / "guidance.csv")
-    print("\n".join(text_table(rows) if args.text else qm9_table(rows)))
+    table = text_table(rows) if args.text else sweep_table(rows, args.sweep) if args.sweep else qm9_table(rows)
+    print("\n".join(table))
 
 
 if __name__ == "__main__":
