@@ -212,6 +212,24 @@ def test_evaluate_text_samples(judge):
     assert "mauve" not in report
 
 
+def test_one_judging_pass_gives_both_perplexities_and_the_features(judge, monkeypatch):
+    """evaluate_text_samples runs the judge over the samples once (a call per window, one batch)
+    and once over the references, and reports what the separate functions compute."""
+    pytest.importorskip("mauve")
+    texts, references = samples(seed=4), samples(seed=5)
+    want = {"gen_ppl": generative_perplexity(texts, judge, progress=False, max_length=6)["gen_ppl"],
+            "gen_ppl_full": generative_perplexity(texts, judge, progress=False)["gen_ppl"],
+            "mauve": mauve_score(texts, references, judge, max_length=6)}
+    calls = []
+    forward = judge.model.forward
+    monkeypatch.setattr(judge.model, "forward", lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs))
+    report = evaluate_text_samples(texts, judge, max_length=6, batch_size=len(texts), references=references,
+                                   progress=False)
+    longest = max(len(ids) for ids in judge.tokenizer(texts)["input_ids"])
+    assert longest > 2 * CONTEXT and len(calls) == math.ceil(longest / CONTEXT) + 1
+    assert {key: report[key] for key in want} == pytest.approx(want, rel=1e-5)
+
+
 def one_line_error(call, *args, match, **kwargs):
     with pytest.raises(ValueError, match=match) as err:
         call(*args, **kwargs)

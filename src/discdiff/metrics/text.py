@@ -144,50 +144,124 @@ def judge_path(judge: str) -> str:
     return str(offline_judge_path()) if judge == "smollm2" else judge
 
 
+@dataclass
+class Judged:
+    """What one judging pass over N texts gives (`judge_texts`): per text, the NLL sum (nats) and
+    counted targets of the paper's cut (`cut_nll`, `cut_tokens`) and of MDLM's whole-text windows
+    (`full_nll`, `full_tokens`), and MAUVE's features (N, D) float64; None where not asked for."""
+
+    cut_nll: list[float] | None = None
+    cut_tokens: list[int] | None = None
+    full_nll: list[float] | None = None
+    full_tokens: list[int] | None = None
+    features: np.ndarray | None = None
+
+
 @torch.no_grad()
-def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 16, progress: bool = True,
-                          max_length: int | None = None) -> dict:
-    """Per-sample negative log-likelihoods of `texts` under `judge`.
+def judge_texts(texts: Sequence[str], judge: Judge, *, max_length: int | None = None, full: bool = True,
+                features: bool = False, batch_size: int = 16, progress: bool = False) -> Judged:
+    """One pass of the judge over `texts` that gives every figure read from it.
 
-    Each text is re-tokenized with the judge's tokenizer (its default special tokens, so a BOS
-    only where the tokenizer adds one, as for Llama; none for GPT-2).
+    Each text is tokenized once by the judge's tokenizer (its default special tokens: a BOS only
+    where the tokenizer adds one, as for Llama; none for GPT-2) and split into consecutive windows
+    of `judge.context` tokens, each scored independently (its first token only context). A
+    window's logits serve every count, because the judge is causal and windows start at multiples
+    of the context: the cut text's windows are prefixes of the whole text's.
 
-    With `max_length` (the paper's ``gen_ppl``, module docstring): the first `max_length` tokens
-    are kept; every token after the first is a target with NLL -log p(x_i | tokens before i).
-
-    Without (``gen_ppl_full``, MDLM's convention): the text is split into consecutive windows of
-    `judge.context` tokens, scored independently (the first token of each window is only
-    context), and a target counts only at or before the sample's first eos token (the eos itself
-    counts; everything after it does not). The search for that eos starts at position 1: a BOS
-    equal to eos, as some tokenizers prepend, is only context.
+    * cut (with `max_length`, the paper's ``gen_ppl``): the first `max_length` tokens; every token
+      after the first is a target with NLL -log p(x_i | tokens before i);
+    * full (``gen_ppl_full``, MDLM's convention): the whole text; a target counts only at or before
+      the sample's first eos (the eos itself counts; nothing after it); the search for that eos
+      starts at position 1, so a BOS equal to eos is only context;
+    * features (MAUVE's): the last hidden state at the last token of the text cut after
+      `max_length` tokens and at most the context; a text with no token is refused.
 
     Samples are batched (sorted by length, right-padded, with attention masks); padding never
-    counts, and batching does not change the results beyond float rounding.
-
-    Returns `nll` (per-sample sums, nats), `tokens` (per-sample counted targets), `ppl`
-    (per-sample exp(nll / tokens), nan where no token counts), `gen_ppl` = exp(sum nll / sum
-    tokens) over the whole set and `mean_sample_ppl`, the mean of the per-sample ppl over samples
-    with a counted token."""
+    counts, and batching does not change the results beyond float rounding."""
     texts = _checked(texts)
     encoded = judge.tokenizer(list(texts))["input_ids"]
+    limit = min(max_length or judge.context, judge.context)
+    if features and any(not ids for ids in encoded):
+        raise ValueError("a text has no judge tokens: nothing to featurise")
+    if not full:  # nothing past the cut is read
+        encoded = [ids[:max_length or limit] for ids in encoded]
+    rules = {}
     if max_length is not None:
-        if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
-        encoded = [ids[:max_length] for ids in encoded]
-    eos_id = judge.tokenizer.eos_token_id if max_length is None else None
+        rules["cut"] = lambda ids, mask: mask.bool() & (torch.arange(ids.shape[1]) < max_length)
+    if full:
+        rules["full"] = lambda ids, mask: _counted(ids, mask, judge.tokenizer.eos_token_id)
+    totals = {name: ([0.0] * len(texts), [0] * len(texts)) for name in rules}
+    rows_features = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    nll, tokens = [0.0] * len(texts), [0] * len(texts)
     for start in tqdm(range(0, len(order), batch_size), desc="judging samples", disable=not progress):
         rows = order[start:start + batch_size]
-        sums, counts = _score(judge, *_padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id), eos_id)
-        for i, s, c in zip(rows, sums.tolist(), counts.tolist()):
-            nll[i], tokens[i] = s, int(c)
+        ids, mask = _padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id)
+        sums, last = _score(judge, ids, mask, {name: rule(ids, mask) for name, rule in rules.items()},
+                            limit if features else None)
+        for name, (nll, tokens) in sums.items():
+            for i, s, c in zip(rows, nll.tolist(), tokens.tolist()):
+                totals[name][0][i], totals[name][1][i] = s, int(c)
+        for i, row in zip(rows, last if features else ()):
+            rows_features[i] = row
+    cut, whole = totals.get("cut", (None, None)), totals.get("full", (None, None))
+    return Judged(*cut, *whole, np.stack(rows_features) if features else None)
+
+
+def _score(judge: Judge, ids: torch.Tensor, mask: torch.Tensor, counted: dict[str, torch.Tensor],
+           feature_limit: int | None) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], np.ndarray | None]:
+    """For each counting rule in `counted` ((B, L) targets), the per-row NLL sums (float64) and
+    counted targets of one padded batch, window by window; with `feature_limit`, the last hidden
+    state (B, D) at position min(length, feature_limit) - 1, read from the first window."""
+    sums = {name: (torch.zeros(len(ids), dtype=torch.float64), torch.zeros(len(ids), dtype=torch.long))
+            for name in counted}
+    features = None
+    windows = [t.split(judge.context, -1) for t in (ids, mask, *counted.values())]
+    for index, (w_ids, w_mask, *w_counted) in enumerate(zip(*windows)):
+        targets = dict(zip(counted, (c[:, 1:] for c in w_counted)))
+        want_features = feature_limit is not None and index == 0
+        rows = torch.ones(len(w_ids), dtype=torch.bool) if want_features else \
+            torch.stack([t.any(-1) for t in targets.values()]).any(0)
+        if not rows.any():
+            continue
+        out = judge.model(input_ids=w_ids[rows].to(judge.device), attention_mask=w_mask[rows].to(judge.device),
+                          output_hidden_states=want_features)
+        nll = F.cross_entropy(out.logits[:, :-1].float().transpose(1, 2), w_ids[rows, 1:].to(judge.device),
+                              reduction="none")
+        for name, target in targets.items():
+            target = target[rows]
+            sums[name][0][rows] += torch.where(target.to(judge.device), nll, 0.0).sum(-1).double().cpu()
+            sums[name][1][rows] += target.sum(-1)
+        if want_features:
+            last = (w_mask.sum(-1).clamp_max(feature_limit) - 1).to(judge.device)
+            features = out.hidden_states[-1][torch.arange(len(w_ids), device=judge.device), last].double().cpu().numpy()
+    return sums, features
+
+
+def perplexity_summary(nll: Sequence[float], tokens: Sequence[int]) -> dict:
+    """`nll` and `tokens` (per sample), `ppl` (per sample exp(nll / tokens), nan where no token
+    counts), `gen_ppl` = exp(sum nll / sum tokens) over the set (natural log) and
+    `mean_sample_ppl`, the mean of the per-sample ppl over samples with a counted token."""
     if not sum(tokens):
         raise ValueError("no tokens to score: every sample has fewer than 2 judge tokens")
     ppl = [math.exp(s / c) if c else math.nan for s, c in zip(nll, tokens)]
     scored = [p for p, c in zip(ppl, tokens) if c]
-    return {"nll": nll, "tokens": tokens, "ppl": ppl, "gen_ppl": math.exp(sum(nll) / sum(tokens)),
+    return {"nll": list(nll), "tokens": list(tokens), "ppl": ppl, "gen_ppl": math.exp(sum(nll) / sum(tokens)),
             "mean_sample_ppl": sum(scored) / len(scored)}
+
+
+def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 16, progress: bool = True,
+                          max_length: int | None = None) -> dict:
+    """Per-sample negative log-likelihoods of `texts` under `judge` (`judge_texts`): with
+    `max_length` the paper's ``gen_ppl`` (the first `max_length` tokens), without it
+    ``gen_ppl_full`` (whole texts in windows, counted up to the first eos); the
+    `perplexity_summary` of them."""
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
+    judged = judge_texts(texts, judge, max_length=max_length, full=max_length is None, batch_size=batch_size,
+                         progress=progress)
+    if max_length is None:
+        return perplexity_summary(judged.full_nll, judged.full_tokens)
+    return perplexity_summary(judged.cut_nll, judged.cut_tokens)
 
 
 def _padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,33 +276,14 @@ def _padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
 
 
 def _counted(ids: torch.Tensor, mask: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """Positions that count as targets (see `generative_perplexity`), before the window rule; with
-    `eos_id` None every real token."""
+    """Real tokens up to and including the first eos after position 0 (`judge_texts`' full
+    rule), before the window rule; every real token when `eos_id` is None."""
     real = mask.bool()
     if eos_id is None:
         return real
     eos = (ids == eos_id) & real
     eos[:, 0] = False
     return real & (eos.long().cumsum(-1) - eos.long() == 0)
-
-
-def _score(judge: Judge, ids: torch.Tensor, mask: torch.Tensor,
-           eos_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row NLL sums (float64) and counted targets of one padded batch, window by window."""
-    counted = _counted(ids, mask, eos_id)
-    sums = torch.zeros(len(ids), dtype=torch.float64)
-    counts = torch.zeros(len(ids), dtype=torch.long)
-    for w_ids, w_mask, w_counted in zip(*(t.split(judge.context, -1) for t in (ids, mask, counted))):
-        targets = w_counted[:, 1:]
-        rows = targets.any(-1)
-        if not rows.any():
-            continue
-        device = judge.device
-        logits = judge.model(input_ids=w_ids[rows].to(device), attention_mask=w_mask[rows].to(device)).logits
-        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), w_ids[rows, 1:].to(device), reduction="none")
-        sums[rows] += torch.where(targets[rows].to(device), nll, 0.0).sum(-1).double().cpu()
-        counts[rows] += targets[rows].sum(-1)
-    return sums, counts
 
 
 def sample_entropies(texts: Sequence[str], tokenize: Tokenize = str.split) -> list[float]:
@@ -280,40 +335,25 @@ def english_tokens(text: str) -> list[str]:
     return [token.text for token in _english_tokenizer()(text)]
 
 
-@torch.no_grad()
 def judge_features(texts: Sequence[str], judge: Judge, max_length: int | None = None, batch_size: int = 16) -> np.ndarray:
-    """MAUVE's features (N, D), float64: the judge's last hidden state at the last token of each
-    text, cut after `max_length` judge tokens and at most the judge's context; a text with no
-    token is refused."""
-    limit = min(max_length or judge.context, judge.context)
-    encoded = [ids[:limit] for ids in judge.tokenizer(list(_checked(texts)))["input_ids"]]
-    if any(not ids for ids in encoded):
-        raise ValueError("a text has no judge tokens: nothing to featurise")
-    out = [None] * len(encoded)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        ids, mask = _padded([encoded[i] for i in rows], judge.tokenizer.pad_token_id)
-        hidden = judge.model(input_ids=ids.to(judge.device), attention_mask=mask.to(judge.device),
-                             output_hidden_states=True).hidden_states[-1]
-        last = hidden[torch.arange(len(rows)), mask.sum(-1).to(judge.device) - 1]
-        for i, row in zip(rows, last.double().cpu().numpy()):
-            out[i] = row
-    return np.stack(out)
+    """MAUVE's features (N, D), float64 (`judge_texts`): the judge's last hidden state at the last
+    token of each text, cut after `max_length` judge tokens and at most the judge's context."""
+    return judge_texts(texts, judge, max_length=max_length, full=False, features=True, batch_size=batch_size).features
 
 
 def mauve_score(texts: Sequence[str], references: Sequence[str], judge: Judge, max_length: int | None = None,
-                batch_size: int = 16, seed: int = 25) -> float:
+                batch_size: int = 16, seed: int = 25, text_features: np.ndarray | None = None) -> float:
     """MAUVE between `texts` and `references` in the judge's features (module docstring), by the
     mauve-text package with its defaults (k-means into max(2, round(N / 10)) buckets, N the
-    smaller side; `seed` is its k-means seed, 25 its default)."""
+    smaller side; `seed` is its k-means seed, 25 its default). `text_features`: the texts'
+    features when a judging pass already read them."""
     import mauve  # the text extra (mauve-text, faiss-cpu); only where MAUVE is computed
 
     if min(len(texts), len(references)) < 2:
         raise ValueError(f"MAUVE needs at least 2 texts on each side, got {len(texts)} samples and "
                          f"{len(references)} references")
     p = judge_features(references, judge, max_length, batch_size)
-    q = judge_features(texts, judge, max_length, batch_size)
+    q = judge_features(texts, judge, max_length, batch_size) if text_features is None else text_features
     return float(mauve.compute_mauve(p_features=p, q_features=q, device_id=-1, verbose=False, seed=seed).mauve)
 
 
@@ -323,11 +363,16 @@ def evaluate_text_samples(texts: Sequence[str], judge: Judge, *, max_length: int
     """Judge a set of generated texts (module docstring): `gen_ppl` and `mean_sample_ppl` with the
     paper's cut at `max_length` judge tokens (the generator's length), `gen_ppl_full` (whole texts,
     MDLM's windows), `entropy` (judge tokens), `diversity` (spaCy tokens) and `diversity_judge`
-    (judge tokens), with `references` `mauve` and `mauve_samples`; `num_samples`, `num_tokens`
+    (judge tokens), with `references` `mauve` and `mauve_samples`; one judging pass over the
+    samples gives both perplexities and their MAUVE features; `num_samples`, `num_tokens`
     (judge tokens scored by gen_ppl), `max_length`, `judge` (its name) and `per_sample`: one dict
     per text with nll, tokens, ppl (gen_ppl's), ppl_full and entropy."""
-    scores = generative_perplexity(texts, judge, batch_size=batch_size, progress=progress, max_length=max_length)
-    full = generative_perplexity(texts, judge, batch_size=batch_size, progress=progress)
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
+    judged = judge_texts(texts, judge, max_length=max_length, features=references is not None,
+                         batch_size=batch_size, progress=progress)
+    scores = perplexity_summary(judged.cut_nll, judged.cut_tokens)
+    full = perplexity_summary(judged.full_nll, judged.full_tokens)
     entropies = sample_entropies(texts, judge.tokenizer.tokenize)
     per_sample = [{"nll": nll, "tokens": count, "ppl": ppl, "ppl_full": ppl_full, "entropy": entropy}
                   for nll, count, ppl, ppl_full, entropy in zip(scores["nll"], scores["tokens"], scores["ppl"],
@@ -336,6 +381,7 @@ def evaluate_text_samples(texts: Sequence[str], judge: Judge, *, max_length: int
            "entropy": sum(entropies) / len(entropies), "diversity": ngram_diversity(texts, english_tokens, ns),
            "diversity_judge": ngram_diversity(texts, judge.tokenizer.tokenize, ns)}
     if references is not None:
-        row.update(mauve=mauve_score(texts, references, judge, max_length, batch_size), mauve_samples=len(texts))
+        row.update(mauve=mauve_score(texts, references, judge, max_length, batch_size,
+                                     text_features=judged.features), mauve_samples=len(texts))
     return {**row, "num_samples": len(texts), "num_tokens": sum(scores["tokens"]), "max_length": max_length,
             "judge": judge.name, "per_sample": per_sample}
