@@ -14,7 +14,8 @@
 # at seed 1 only (a demo-scale noisy classifier barely beats the constant guess; see BENCHMARKS.md).
 # The tables: python bench/distil_report.py ROOT/study (seeds pooled, standard errors).
 #   TEACHER (default runs/demo)   ROOT (default runs/distil)   ROUNDS (default 4)   SPR (default 400)
-#   N (default 512)   SEEDS (default [1,2])   DISCDIFF (default discdiff)   CLASSIFIER (default: none)
+#   N (default 512)   SEEDS (sampling seeds, default [1,2])   SEED (distillation seed, default 1)
+#   DISCDIFF (default discdiff)   CLASSIFIER (default: none)
 #   ARMS (default "student student-cfg3 teacher": which rows to measure)
 set -euo pipefail
 TEACHER=${TEACHER:-runs/demo}
@@ -25,7 +26,7 @@ SPR=${SPR:-400}
 ARMS=${ARMS:-student student-cfg3 teacher}
 distil() {  # NAME [overrides...]
   local name=$1; shift
-  "$D" distil experiment=demo distil.teacher="$TEACHER" run_dir="$ROOT/$name" distil.rounds="${ROUNDS:-4}" \
+  "$D" distil experiment=demo seed="${SEED:-1}" distil.teacher="$TEACHER" run_dir="$ROOT/$name" distil.rounds="${ROUNDS:-4}" \
     distil.steps_per_round="$SPR" distil.delta=0.015625 distil.log_snr_min=-4 distil.log_snr_max=2 optim.lr=3e-4 \
     lr_scheduler=constant_warmup lr_scheduler.warmup_steps=50 trainer.val_check_interval="$SPR" \
     checkpointing.every_n_steps="$SPR" trainer.progress_bar=false "$@"
