@@ -21,6 +21,7 @@ from guidance_cost import strategies
 SAMPLERS = {
     "ancestral": (Ancestral(), 1.0),
     "remdm": (ReMDM("loop", eta=0.02, t_on=0.999, t_off=0.001), 1.0),
+    "remdm conf": (ReMDM("conf"), 1.0),
     "psi": (Psi(kappa=0.5, t_on=1.0, t_off=0.0), 1.0),
     "ancestral top_p 0.9": (Ancestral(), 0.9),
     "psi top_p 0.9": (Psi(kappa=0.5, t_on=1.0, t_off=0.0), 0.9),

@@ -325,6 +325,30 @@ def test_remdm_conf_composes_with_guidance(name):
         assert not torch.equal(out.tokens, run(Ancestral()).tokens)
 
 
+class CountingCBG(CBG):
+    """Exact D-CBG that counts the distributions it scores (each is L x V classifier candidates)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.scored = 0
+
+    def log_probs(self, step):
+        self.scored += 1
+        return super().log_probs(step)
+
+
+@pytest.mark.parametrize("greedy_last", [False, True])
+def test_a_guided_corrected_step_scores_each_target_once(greedy_last):
+    """Under ReMDM's conf schedule a step reads its guided jump distribution twice (the corrector's
+    draw, then the drawn tokens' confidence): it is scored once, so exact D-CBG scores at most two
+    distributions per step (x_s and the jump); it scored 47 in 16 steps when each read scored again."""
+    toy = oracle.Toy(PROCESSES["uniform"])
+    guidance = CountingCBG(toy.classifier, 2.0, TARGET)
+    out = sample(toy.process, LogLinear(), toy.denoiser, (64, oracle.L), 16, guidance=guidance, corrector=ReMDM("conf"),
+                 greedy_last=greedy_last, generator=torch.Generator().manual_seed(3))
+    assert 16 < guidance.scored <= 2 * 16 and not (out.tokens >= V_DATA).any()
+
+
 @pytest.mark.parametrize("process", [UniformProcess(10), AbsorbingProcess(11, 10)], ids=["uniform", "absorbing"])
 def test_every_guidance_composes_with_the_corrector_at_one_network_call_per_step(process):
     """NOS and first-order D-CBG under a corrector: the two targets of a corrected step (x_s and

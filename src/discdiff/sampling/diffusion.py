@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from ..guidance import Guidance, Step
 from ..guidance.base import DIFFUSION
 from ..objectives import Denoiser
-from ..processes import DiscreteProcess
+from ..processes import DiscreteProcess, sample_categorical
 from ..processes.base import bernoulli, nucleus
 from ..schedules import NoiseSchedule
 from ..step_schedules import Ancestral, StepGrid, StepSchedule
@@ -231,10 +231,12 @@ class _Posterior:
 
 class _Guided:
     """The guided transition of x_t to any level: the strategy's distribution for a `Step` to that
-    level; the steps to the different levels share their denoiser calls."""
+    level; the steps to the different levels share their denoiser calls, and each level's
+    distribution is computed once (a corrected step's draw, its greedy tail and the confidence of
+    ReMDM's conf schedule all read the jump's)."""
 
     def __init__(self, run: _Run, base: Step):
-        self.run, self.base, self.steps = run, base, {}
+        self.run, self.base, self.steps, self.distributions = run, base, {}, {}
 
     def step(self, alpha_s, jump: bool = False) -> Step:
         """The `Step` to level alpha_s (B,); `jump`: the corrector's jump to clean data, whose
@@ -251,7 +253,13 @@ class _Guided:
         return sum(step.nfe for step in self.steps.values())
 
     def log_probs(self, alpha_s, jump: bool = False):
-        return self.run.guidance.log_probs(self.step(alpha_s, jump))
+        if jump not in self.distributions:
+            self.distributions[jump] = self.run.guidance.log_probs(self.step(alpha_s, jump))
+        return self.distributions[jump]
 
     def sample(self, alpha_s, generator, jump: bool = False):
-        return self.run.guidance.sample(self.step(alpha_s, jump), generator)
+        """The strategy's own sampler where it has one (D-CFG's exact tempered draw); otherwise the
+        draw from the kept distribution, which is what `Guidance.sample` does."""
+        if type(self.run.guidance).sample is not Guidance.sample:
+            return self.run.guidance.sample(self.step(alpha_s, jump), generator)
+        return sample_categorical(self.log_probs(alpha_s, jump), generator)
