@@ -37,7 +37,7 @@ def test_sampler_cost_prints_a_row_per_sampler_and_guidance():
                          capture_output=True, text=True, timeout=300, cwd=BENCH)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines()[2:]]
-    assert len(rows) == 10 and {r[-4] for r in rows} == {"none", "cfg"}
+    assert len(rows) == 12 and {r[-4] for r in rows} == {"none", "cfg"}  # 6 samplers x 2 methods
     assert all(float(r[-1]) == 1.0 for r in rows)  # one network call per step, corrected or not
 
 
