@@ -314,10 +314,11 @@ def test_remdm_conf_remasks_the_least_confident_tokens_first():
 
 @pytest.mark.parametrize("name", PROCESSES)
 def test_remdm_conf_composes_with_guidance(name):
-    """conf under D-CFG and exact D-CBG: one network call per step (two for D-CFG), clean output,
-    and a different draw than ancestral sampling."""
+    """conf under D-CFG and exact D-CBG: one network call per step (D-CFG's two labels in one pass,
+    which the draw and the confidence of the drawn tokens share), clean output, and a different
+    draw than ancestral sampling."""
     toy = oracle.Toy(PROCESSES[name])
-    for guidance, calls in ((CFG(2.0, TARGET, NULL), 2), (CBG(toy.classifier, 2.0, TARGET), 1)):
+    for guidance, calls in ((CFG(2.0, TARGET, NULL), 1), (CBG(toy.classifier, 2.0, TARGET), 1)):
         run = lambda corrector: sample(toy.process, LogLinear(), toy.denoiser, (256, oracle.L), 16, guidance=guidance,
                                        corrector=corrector, generator=torch.Generator().manual_seed(3))
         out = run(ReMDM("conf"))

@@ -107,8 +107,11 @@ class Step:
     def logits_for(self, labels: torch.Tensor) -> torch.Tensor:
         """The denoiser's logits (k, B, L, V) of x_t for a stack of k label batches (kB,), one pass
         (memoised). With top_p < 1 they are the filtered log x_theta, which the process's
-        parameterisation maps to themselves."""
-        k = _batch_multiple(labels, self.xt.shape[0])
+        parameterisation maps to themselves; so is a prediction `log_probs_for` already made for
+        these labels, which is returned instead of a second pass."""
+        k, key = _batch_multiple(labels, self.xt.shape[0]), _key(labels)
+        if ("x0", key) in self.shared:
+            return self.shared["x0", key].view(k, *self.xt.shape, -1)
 
         def compute():
             self.nfe += 1
@@ -116,7 +119,7 @@ class Step:
             logits = self.denoiser(xt, _stacked(self.sigma_t, k), labels)
             return (logits if self.top_p >= 1 else self.x0(logits, xt)).view(k, *self.xt.shape, -1)
 
-        return self.memo(("logits", _key(labels)), compute)
+        return self.memo(("logits", key), compute)
 
     def log_posterior(self, log_x_theta: torch.Tensor) -> torch.Tensor:
         """log q(x_s | x_t, x_theta) (B, L, V); log_x_theta may stack k batches (kB, L, V)."""
@@ -126,11 +129,15 @@ class Step:
                                           _stacked(self.alpha_t, k).to(self.dtype))
 
     def log_probs_for(self, labels: torch.Tensor) -> torch.Tensor:
-        """Unguided log q(x_s | x_t, x_theta(x_t, y)) (kB, L, V) for labels (kB,), one pass."""
-        k = _batch_multiple(labels, self.xt.shape[0])
-        log_x_theta = self.memo(("x0", _key(labels)),
-                                lambda: self._predict(_stacked(self.xt, k), labels, _stacked(self.sigma_t, k)))
-        return self.log_posterior(log_x_theta)
+        """Unguided log q(x_s | x_t, x_theta(x_t, y)) (kB, L, V) for labels (kB,), one pass; from
+        the logits `logits_for` memoised for these labels when it ran first (D-CFG's draw, then a
+        corrector's read of the same distribution), without keeping a second copy."""
+        k, key = _batch_multiple(labels, self.xt.shape[0]), _key(labels)
+        xt = _stacked(self.xt, k)
+        if ("logits", key) in self.shared:
+            logits = self.shared["logits", key].flatten(0, 1)
+            return self.log_posterior(logits if self.top_p < 1 else self.x0(logits, xt))
+        return self.log_posterior(self.memo(("x0", key), lambda: self._predict(xt, labels, _stacked(self.sigma_t, k))))
 
 
 NextTokenModel = Callable[..., torch.Tensor]
