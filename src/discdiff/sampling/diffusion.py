@@ -231,12 +231,13 @@ class _Posterior:
 
 class _Guided:
     """The guided transition of x_t to any level: the strategy's distribution for a `Step` to that
-    level; the steps to the different levels share their denoiser calls, and each level's
-    distribution is computed once (a corrected step's draw, its greedy tail and the confidence of
-    ReMDM's conf schedule all read the jump's)."""
+    level; the steps to the different levels share their denoiser calls. The jump's distribution
+    is computed once and kept for the step (a corrector draws from it, or takes its argmax, and
+    ReMDM's conf schedule then reads the drawn tokens' probability under it); the step to s is
+    read once and not kept, so a step holds at most one extra (B, L, V) tensor."""
 
     def __init__(self, run: _Run, base: Step):
-        self.run, self.base, self.steps, self.distributions = run, base, {}, {}
+        self.run, self.base, self.steps, self.jump_log_probs = run, base, {}, None
 
     def step(self, alpha_s, jump: bool = False) -> Step:
         """The `Step` to level alpha_s (B,); `jump`: the corrector's jump to clean data, whose
@@ -253,13 +254,15 @@ class _Guided:
         return sum(step.nfe for step in self.steps.values())
 
     def log_probs(self, alpha_s, jump: bool = False):
-        if jump not in self.distributions:
-            self.distributions[jump] = self.run.guidance.log_probs(self.step(alpha_s, jump))
-        return self.distributions[jump]
+        if not jump:
+            return self.run.guidance.log_probs(self.step(alpha_s))
+        if self.jump_log_probs is None:
+            self.jump_log_probs = self.run.guidance.log_probs(self.step(alpha_s, jump=True))
+        return self.jump_log_probs
 
     def sample(self, alpha_s, generator, jump: bool = False):
-        """The strategy's own sampler where it has one (D-CFG's exact tempered draw); otherwise the
-        draw from the kept distribution, which is what `Guidance.sample` does."""
-        if type(self.run.guidance).sample is not Guidance.sample:
-            return self.run.guidance.sample(self.step(alpha_s, jump), generator)
-        return sample_categorical(self.log_probs(alpha_s, jump), generator)
+        """The strategy's own draw, except that a strategy without its own sampler draws the jump
+        from the kept distribution (what `Guidance.sample` would compute again)."""
+        if jump and type(self.run.guidance).sample is Guidance.sample:
+            return sample_categorical(self.log_probs(alpha_s, jump), generator)
+        return self.run.guidance.sample(self.step(alpha_s, jump), generator)
