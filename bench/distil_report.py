@@ -103,8 +103,14 @@ def main() -> None:
     parser.add_argument("--text", action="store_true", help="the text study's columns")
     parser.add_argument("--sweep", metavar="METHOD", help="every gamma of one method (e.g. cbg)")
     args = parser.parse_args()
+    if not (args.study / "guidance.csv").is_file():
+        parser.error(f"{args.study} holds no guidance.csv (a study folder of `discdiff eval guidance`)")
     rows = read(args.study / "guidance.csv")
-    table = text_table(rows) if args.text else sweep_table(rows, args.sweep) if args.sweep else qm9_table(rows)
+    try:
+        table = text_table(rows) if args.text else sweep_table(rows, args.sweep) if args.sweep else qm9_table(rows)
+    except KeyError as missing:
+        parser.error(f"{args.study}/guidance.csv lacks {missing}: every cell needs its gamma 0 row "
+                     "(and --text the text study's columns)")
     print("\n".join(table))
 
 

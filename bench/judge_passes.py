@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from common import machine  # noqa: E402
 from discdiff.metrics.text import (  # noqa: E402
     evaluate_text_samples,
     generative_perplexity,
@@ -69,7 +67,7 @@ def main() -> None:
     generative_perplexity(samples[:4], judge, **kwargs)  # warm-up
     (one_pass, joint), (three_passes, separate) = timed(one), timed(three)
 
-    print(f"{platform.node()} torch {torch.__version__} {torch.get_num_threads()} threads; judge {args.judge}; "
+    print(f"{machine('cpu')}; judge {args.judge}; "
           f"{len(samples)} samples, {len(references)} references, max_length {args.max_length}")
     print(f"one pass: {one_pass:.1f} s   three passes: {three_passes:.1f} s   ({three_passes / one_pass:.2f}x)")
     for key, value in separate.items():

@@ -158,8 +158,8 @@ class Judged:
 
 
 @torch.no_grad()
-def judge_texts(texts: Sequence[str], judge: Judge, *, max_length: int | None = None, full: bool = True,
-                features: bool = False, batch_size: int = 16, progress: bool = False) -> Judged:
+def judge_texts(texts: Sequence[str], judge: Judge, *, max_length: int | None = None, cut: bool = True,
+                full: bool = True, features: bool = False, batch_size: int = 16, progress: bool = False) -> Judged:
     """One pass of the judge over `texts` that gives every figure read from it.
 
     Each text is tokenized once by the judge's tokenizer (its default special tokens: a BOS only
@@ -168,8 +168,8 @@ def judge_texts(texts: Sequence[str], judge: Judge, *, max_length: int | None = 
     window's logits serve every count, because the judge is causal and windows start at multiples
     of the context: the cut text's windows are prefixes of the whole text's.
 
-    * cut (with `max_length`, the paper's ``gen_ppl``): the first `max_length` tokens; every token
-      after the first is a target with NLL -log p(x_i | tokens before i);
+    * cut (with `cut` and `max_length`, the paper's ``gen_ppl``): the first `max_length` tokens
+      (at least 2); every token after the first is a target with NLL -log p(x_i | tokens before i);
     * full (``gen_ppl_full``, MDLM's convention): the whole text; a target counts only at or before
       the sample's first eos (the eos itself counts; nothing after it); the search for that eos
       starts at position 1, so a BOS equal to eos is only context;
@@ -179,14 +179,17 @@ def judge_texts(texts: Sequence[str], judge: Judge, *, max_length: int | None = 
     Samples are batched (sorted by length, right-padded, with attention masks); padding never
     counts, and batching does not change the results beyond float rounding."""
     texts = _checked(texts)
+    cut = cut and max_length is not None
+    if cut and max_length < 2:
+        raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
     encoded = judge.tokenizer(list(texts))["input_ids"]
     limit = min(max_length or judge.context, judge.context)
     if features and any(not ids for ids in encoded):
         raise ValueError("a text has no judge tokens: nothing to featurise")
-    if not full:  # nothing past the cut is read
-        encoded = [ids[:max_length or limit] for ids in encoded]
+    if not full:  # nothing past the cut (or the features' last token) is read
+        encoded = [ids[:max_length if cut else limit] for ids in encoded]
     rules = {}
-    if max_length is not None:
+    if cut:
         rules["cut"] = lambda ids, mask: mask.bool() & (torch.arange(ids.shape[1]) < max_length)
     if full:
         rules["full"] = lambda ids, mask: _counted(ids, mask, judge.tokenizer.eos_token_id)
@@ -255,8 +258,6 @@ def generative_perplexity(texts: Sequence[str], judge: Judge, batch_size: int = 
     `max_length` the paper's ``gen_ppl`` (the first `max_length` tokens), without it
     ``gen_ppl_full`` (whole texts in windows, counted up to the first eos); the
     `perplexity_summary` of them."""
-    if max_length is not None and max_length < 2:
-        raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
     judged = judge_texts(texts, judge, max_length=max_length, full=max_length is None, batch_size=batch_size,
                          progress=progress)
     if max_length is None:
@@ -338,7 +339,8 @@ def english_tokens(text: str) -> list[str]:
 def judge_features(texts: Sequence[str], judge: Judge, max_length: int | None = None, batch_size: int = 16) -> np.ndarray:
     """MAUVE's features (N, D), float64 (`judge_texts`): the judge's last hidden state at the last
     token of each text, cut after `max_length` judge tokens and at most the judge's context."""
-    return judge_texts(texts, judge, max_length=max_length, full=False, features=True, batch_size=batch_size).features
+    return judge_texts(texts, judge, max_length=max_length, cut=False, full=False, features=True,
+                       batch_size=batch_size).features
 
 
 def mauve_score(texts: Sequence[str], references: Sequence[str], judge: Judge, max_length: int | None = None,
@@ -367,8 +369,6 @@ def evaluate_text_samples(texts: Sequence[str], judge: Judge, *, max_length: int
     samples gives both perplexities and their MAUVE features; `num_samples`, `num_tokens`
     (judge tokens scored by gen_ppl), `max_length`, `judge` (its name) and `per_sample`: one dict
     per text with nll, tokens, ppl (gen_ppl's), ppl_full and entropy."""
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2 judge tokens, got {max_length}")
     judged = judge_texts(texts, judge, max_length=max_length, features=references is not None,
                          batch_size=batch_size, progress=progress)
     scores = perplexity_summary(judged.cut_nll, judged.cut_tokens)
